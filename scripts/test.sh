@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds with ASan+UBSan, runs every
+# unit and integration test under ctest, then builds the libFuzzer targets with clang
+# and runs each for KG_FUZZ_SECONDS (default 60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+
+scripts/deps.sh test
+
+cmake --preset debug >/dev/null
+cmake --build --preset debug -j "$jobs"
+ctest --preset debug -j "$jobs" --timeout 600
+
+cmake --preset fuzz -DKG_FUZZ_SECONDS="${KG_FUZZ_SECONDS:-60}" >/dev/null
+cmake --build --preset fuzz -j "$jobs"
+# Fuzzers each want a core; run them two at a time.
+ctest --preset fuzz -j 2
