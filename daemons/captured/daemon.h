@@ -1,0 +1,91 @@
+// knockgate-captured's event loop: packets → decoder → knock engine → knockd-style log
+// lines and KnockEvents to policyd. One io_context, no threads. Everything that needs root
+// (the capture socket, the log file) is opened by main() before the privilege drop.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "capture.h"
+#include "common/knocklog.h"
+#include "config/config.h"
+#include "filter.h"
+#include "ipc/client.h"
+#include "knock/engine.h"
+#include "netwatch.h"
+
+namespace kg::captured {
+
+// The engine's doors from the config. One-time doors take their active sequence from
+// `one_time_active` (keyed by file path); a door whose file is missing there or exhausted
+// is disabled.
+struct DoorTable {
+  std::vector<knock::DoorSpec> specs;
+  std::vector<bool> enabled;
+};
+DoorTable door_table(const config::Config& cfg,
+                     const std::vector<std::pair<std::string, std::vector<Knock>>>& one_time_active);
+
+struct DaemonSetup {
+  config::Config config;
+  std::vector<std::string> interfaces;  // -i or the config's Interface list
+  bool interfaces_from_command_line = false;
+  std::unique_ptr<Capture> capture;
+  std::unique_ptr<knocklog::Writer> knock_log;
+  std::vector<std::pair<std::string, std::vector<Knock>>> one_time_active;
+  uint32_t stage_lines_per_second = 100;
+};
+
+class Daemon {
+ public:
+  Daemon(boost::asio::io_context& io, DaemonSetup setup);
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  // Opens netlink, the channel to policyd, signals and timers. After this, run the io.
+  Result<Ok> start();
+
+ private:
+  class Sink;
+  void arm_capture_read();
+  void on_capture_readable();
+  void arm_netlink_read();
+  void arm_expiry_timer();
+  void on_interfaces(const std::vector<InterfaceState>& state);
+  void install_filter();
+  void reload();
+  void stop();
+  void on_policyd_message(const ipc::Message& m);
+  void log_line(const knocklog::Entry& e, const char* limit_kind);
+  void flush_suppressed();
+  std::vector<ipc::StatusEntry> status_entries();
+
+  boost::asio::io_context& io_;
+  DaemonSetup setup_;
+  knock::Engine engine_;
+  std::unique_ptr<NetWatch> netwatch_;
+  std::unique_ptr<ipc::Client> policyd_;
+  boost::asio::posix::stream_descriptor capture_fd_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> netlink_fd_;
+  boost::asio::steady_timer expiry_timer_;
+  boost::asio::steady_timer summary_timer_;
+  boost::asio::signal_set signals_;
+  knocklog::RateLimiter limiter_;
+  std::unique_ptr<Sink> sink_;
+  std::vector<InterfaceState> interfaces_;
+  std::string active_filter_;
+  uint32_t config_generation_ = 1;
+  bool stopping_ = false;
+  // Counters for status.
+  uint64_t decode_errors_ = 0;
+  uint64_t not_knockable_ = 0;
+  uint64_t filter_errors_ = 0;
+};
+
+}  // namespace kg::captured

@@ -1,0 +1,149 @@
+// knockgate-captured: detects knocks. Opens its capture socket and log file as root,
+// drops to CaptureUser with no capabilities, then only parses packets and reports
+// completed knocks to policyd. It never runs commands.
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "common/log.h"
+#include "common/privdrop.h"
+#include "config/one_time.h"
+#include "daemon.h"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/knockgate/knockgate.conf";
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: knockgate-captured [-c FILE] [-i IF[,IF...]] [-n] [-d] [-v|-D] [-V]\n"
+               "  -c FILE  config file (default %s)\n"
+               "  -i IF    capture on these interfaces instead of the config's Interface\n"
+               "  -n       check the config, print it normalised, exit 0 (ok) or 1\n"
+               "  -d       accepted for knockd habits; the daemon stays in the foreground\n"
+               "  -v, -D   verbose, debug\n"
+               "  -V       version\n",
+               kDefaultConfig);
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t comma = s.find(',', start);
+    const std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace kg;
+  std::string config_path = kDefaultConfig;
+  std::string interfaces_arg;
+  bool check_only = false;
+  log::Level level = log::Level::info;
+  int opt = 0;
+  while ((opt = getopt(argc, argv, "c:i:ndvDVh")) != -1) {
+    switch (opt) {
+      case 'c': config_path = optarg; break;
+      case 'i': interfaces_arg = optarg; break;
+      case 'n': check_only = true; break;
+      case 'd': break;
+      case 'v': level = log::Level::info; break;
+      case 'D': level = log::Level::debug; break;
+      case 'V': std::printf("knockgate-captured %s\n", KG_SOFTWARE_VERSION); return 0;
+      case 'h': usage(stdout); return 0;
+      default: usage(stderr); return 2;
+    }
+  }
+  if (optind != argc) {
+    usage(stderr);
+    return 2;
+  }
+  log::init("knockgate-captured", level);
+
+  auto parsed = config::parse_file(config_path);
+  if (parsed.config) {
+    for (const auto& d : config::check_external_files(*parsed.config)) parsed.errors.push_back(d);
+  }
+  if (!parsed.errors.empty()) {
+    for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
+    return 1;
+  }
+  if (check_only) {
+    std::fputs(config::dump(*parsed.config).c_str(), stdout);
+    return 0;
+  }
+
+  captured::DaemonSetup setup;
+  setup.config = std::move(*parsed.config);
+  setup.interfaces_from_command_line = !interfaces_arg.empty();
+  setup.interfaces = setup.interfaces_from_command_line ? split_commas(interfaces_arg)
+                                                        : setup.config.options.interfaces;
+  if (setup.interfaces.empty()) {
+    std::fprintf(stderr, "knockgate-captured: no interface to capture on\n");
+    return 1;
+  }
+  if (geteuid() != 0) {
+    std::fprintf(stderr,
+                 "knockgate-captured: must start as root to open the capture socket "
+                 "(it then runs as %s with no capabilities)\n",
+                 setup.config.options.capture_user.c_str());
+    return 1;
+  }
+
+  // Everything that needs root happens here, before the drop.
+  for (const auto& door : setup.config.doors) {
+    if (door.one_time_sequences.empty()) continue;
+    auto ots = config::OneTimeSequences::open(door.one_time_sequences, false);
+    if (!ots) {
+      std::fprintf(stderr, "knockgate-captured: %s\n", ots.error().message.c_str());
+      return 1;
+    }
+    setup.one_time_active.emplace_back(door.one_time_sequences, ots->active());
+  }
+  knocklog::Options lo;
+  lo.log_file = setup.config.options.log_file;
+  lo.use_syslog = setup.config.options.use_syslog;
+  auto writer = knocklog::Writer::open(lo);
+  if (!writer) {
+    std::fprintf(stderr, "knockgate-captured: %s\n", writer.error().message.c_str());
+    return 1;
+  }
+  setup.knock_log = std::move(*writer);
+  auto capture = captured::Capture::open({});
+  if (!capture) {
+    std::fprintf(stderr, "knockgate-captured: %s\n", capture.error().message.c_str());
+    return 1;
+  }
+  setup.capture = std::move(*capture);
+
+  auto user = lookup_user(setup.config.options.capture_user);
+  if (!user) {
+    std::fprintf(stderr, "knockgate-captured: CaptureUser: %s\n", user.error().message.c_str());
+    return 1;
+  }
+  if (auto r = drop_privileges(*user); !r) {
+    std::fprintf(stderr, "knockgate-captured: privilege drop failed: %s\n", r.error().message.c_str());
+    return 1;
+  }
+  log::info("running as " + setup.config.options.capture_user + " (uid " + std::to_string(user->uid) +
+            "), no capabilities");
+
+  boost::asio::io_context io;
+  captured::Daemon daemon(io, std::move(setup));
+  if (auto r = daemon.start(); !r) {
+    log::error(r.error().message);
+    return 1;
+  }
+  io.run();
+  return 0;
+}

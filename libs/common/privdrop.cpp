@@ -1,0 +1,64 @@
+#include "common/privdrop.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <vector>
+
+namespace kg {
+
+namespace {
+std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+}  // namespace
+
+Result<Credentials> lookup_user(const std::string& name) {
+  std::vector<char> buf(16384);
+  passwd pw{};
+  passwd* found = nullptr;
+  const int rc = getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found);
+  if (rc != 0) return Error{"user " + name + ": " + std::strerror(rc)};
+  if (found == nullptr) return Error{"user " + name + ": no such user"};
+  return Credentials{found->pw_uid, found->pw_gid};
+}
+
+Result<CapabilitySets> read_capabilities() {
+  std::ifstream status("/proc/self/status");
+  if (!status) return Error{"cannot read /proc/self/status"};
+  CapabilitySets caps;
+  std::string line;
+  while (std::getline(status, line)) {
+    auto field = [&](const char* prefix, unsigned long long& out) {
+      const size_t n = std::strlen(prefix);
+      if (line.compare(0, n, prefix) == 0) out = std::stoull(line.substr(n), nullptr, 16);
+    };
+    field("CapEff:", caps.effective);
+    field("CapPrm:", caps.permitted);
+    field("CapInh:", caps.inheritable);
+    field("CapAmb:", caps.ambient);
+  }
+  return caps;
+}
+
+Result<Ok> drop_privileges(const Credentials& to) {
+  if (to.uid == 0) return Error{"refusing to 'drop' to uid 0"};
+  if (setgroups(0, nullptr) != 0) return Error{errno_text("setgroups")};
+  if (setresgid(to.gid, to.gid, to.gid) != 0) return Error{errno_text("setresgid")};
+  if (setresuid(to.uid, to.uid, to.uid) != 0) return Error{errno_text("setresuid")};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Error{errno_text("PR_SET_NO_NEW_PRIVS")};
+  // Going from uid 0 to non-zero clears the capability sets (no SECBIT_KEEP_CAPS); check it.
+  if (setuid(0) == 0) return Error{"setuid(0) succeeded after the drop"};
+  auto caps = read_capabilities();
+  if (!caps) return caps.error();
+  if (caps->effective != 0 || caps->permitted != 0 || caps->inheritable != 0 ||
+      caps->ambient != 0) {
+    return Error{"capabilities left after the drop"};
+  }
+  return Ok{};
+}
+
+}  // namespace kg
