@@ -1,0 +1,48 @@
+#include "policyd/config_bridge.h"
+
+#include <map>
+
+namespace kg::policyd {
+
+std::vector<DoorActions> door_actions(const config::Config& config) {
+  std::vector<DoorActions> out;
+  out.reserve(config.doors.size());
+  for (const config::Door& d : config.doors) {
+    DoorActions a;
+    a.name = d.name;
+    a.start_command = d.start_command;
+    a.start_command_6 = d.start_command_6;
+    a.stop_command = d.stop_command;
+    a.stop_command_6 = d.stop_command_6;
+    a.cmd_timeout = std::chrono::seconds(d.cmd_timeout < 0 ? 0 : d.cmd_timeout);
+    a.one_time_sequences = d.one_time_sequences;
+    a.grant = d.grant;
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::vector<std::string> duplicate_door_names(const config::Config& config) {
+  std::map<std::string, int> seen;
+  std::vector<std::string> dups;
+  for (const config::Door& d : config.doors) {
+    if (++seen[d.name] == 2) dups.push_back(d.name);
+  }
+  return dups;
+}
+
+int check_config(const std::string& path, std::string& out, std::string& err) {
+  config::ParseResult parsed = config::parse_file(path);
+  std::vector<config::Diagnostic> errors = std::move(parsed.errors);
+  if (errors.empty() && parsed.config) {
+    errors = config::check_external_files(*parsed.config);
+  }
+  if (!errors.empty() || !parsed.config) {
+    for (const config::Diagnostic& d : errors) err += d.str() + "\n";
+    return 1;
+  }
+  out += config::dump(*parsed.config);
+  return 0;
+}
+
+}  // namespace kg::policyd

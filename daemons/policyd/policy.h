@@ -1,0 +1,208 @@
+// policyd's core: turns committed knock events into knockd-style actions. It owns the
+// database, the command runner and the pending-stop timer, and runs on one asio
+// io_context (single-threaded). The socket server in main.cpp feeds it events; tests
+// call handle_knock() directly.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/addr.h"
+#include "common/knocklog.h"
+#include "common/result.h"
+#include "config/door.h"
+#include "config/one_time.h"
+#include "policyd/command_runner.h"
+#include "policyd/store.h"
+
+namespace kg::policyd {
+
+// What policyd needs of a door: knockd's command keys, and knockgate's grant. Built
+// from the config's door (see config_bridge.h) or directly by tests.
+struct DoorActions {
+  std::string name;
+  std::string start_command;                   // `start_command` / `command`; empty: none
+  std::optional<std::string> start_command_6;  // nullopt: fall back to start_command
+  std::string stop_command;
+  std::optional<std::string> stop_command_6;
+  std::chrono::seconds cmd_timeout{10};
+  std::string one_time_sequences;  // path of the door's one-time file; empty: none
+  std::string grant;               // exposure profile requested; installed from issue 4 on
+};
+
+// One completed knock as captured reports it.
+struct KnockEventData {
+  uint64_t sender_boot_id = 0;  // random per captured process
+  uint64_t event_id = 0;        // per sender, increasing from 1
+  std::string door;
+  IpAddr source;
+  int64_t time_ns = 0;  // CLOCK_REALTIME of the last knock packet
+};
+
+enum class KnockOutcome {
+  opened,        // first knock: start command run, stop scheduled (as configured)
+  reopened,      // stop already pending for this door and source: deferred, no start
+  duplicate,     // the sender re-sent an event we had committed: nothing done again
+  unknown_door,  // the door is not in our config: audited, nothing run
+};
+const char* knock_outcome_name(KnockOutcome o);
+
+// What policyd tells captured about a door after a one-time sequence was consumed.
+struct DoorSequenceUpdate {
+  std::string door;
+  bool disabled = false;        // the one-time file ran out
+  std::vector<Knock> sequence;  // the new active sequence (empty when disabled)
+};
+
+// knockd's sequence notation: "7000:tcp,8000:udp".
+std::string sequence_text(const std::vector<Knock>& sequence);
+
+// `%IP%` → source.str(), every occurrence; the only substitution, as knockd. The
+// address text can only contain [0-9a-f.:], so nothing from a packet reaches the shell.
+std::string expand_command(std::string_view command_template, const IpAddr& source);
+
+// knockd's choice of command for a source: the `_6` variant for IPv6 when present (an
+// empty `_6` means do nothing), otherwise the IPv4 one.
+const std::string& select_command(const std::string& v4, const std::optional<std::string>& v6,
+                                  const IpAddr& source);
+
+class PolicyCore {
+ public:
+  struct Options {
+    std::string database_path;
+    size_t max_running_commands = 32;
+    size_t max_queued_commands = 4096;
+    // How long (source, event id) pairs are remembered for dedup of re-sent events.
+    std::chrono::seconds dedup_retention = std::chrono::hours(24 * 7);
+    // A due stop waits for the same knock's start command to finish (knockd runs them
+    // in sequence), but never longer than this.
+    std::chrono::seconds stop_waits_for_start = std::chrono::seconds(30);
+    // Retry delay when a stop command cannot be spawned (fork limits, ...).
+    std::chrono::seconds stop_retry = std::chrono::seconds(5);
+  };
+
+  static Result<std::unique_ptr<PolicyCore>> open(boost::asio::io_context& io,
+                                                  knocklog::Writer& log, Options options,
+                                                  std::vector<DoorActions> doors);
+  ~PolicyCore();
+  PolicyCore(const PolicyCore&) = delete;
+  PolicyCore& operator=(const PolicyCore&) = delete;
+
+  // Audits the start, loads every pending stop: overdue ones run now, the others are
+  // scheduled. Call once, after open().
+  Result<Ok> start();
+
+  // Commits the event (dedup, audit, pending stop) and then starts its action. When
+  // this returns ok the event is durable and the sender may be acknowledged; an error
+  // means nothing was committed and the sender should retry.
+  Result<KnockOutcome> handle_knock(const KnockEventData& event);
+
+  // New door set after a config reload. Pending stops keep their stored commands.
+  void set_doors(std::vector<DoorActions> doors);
+  void audit_config_reload(std::string_view path);
+
+  // Clean stop: audits it and cancels the timers. Pending stops stay in the database
+  // (the rules they would undo stay in place too) and run at the next start.
+  void shutdown();
+
+  // Sink for one-time sequence changes (main wires it to captured).
+  void on_door_sequence_update(std::function<void(const DoorSequenceUpdate&)> sink) {
+    sequence_update_sink_ = std::move(sink);
+  }
+
+  // The current state of every one-time door, for a captured that (re)connects and may
+  // have missed updates.
+  std::vector<DoorSequenceUpdate> one_time_snapshot() const;
+
+  // Writes queued audit rows now (the loop does it on its own soon after they queue).
+  void flush_audit();
+
+  Store& store() { return *store_; }
+  size_t scheduled_stop_count() const { return scheduled_.size(); }
+  size_t running_commands() const { return runner_.running(); }
+
+ private:
+  using SteadyTime = std::chrono::steady_clock::time_point;
+  struct Scheduled {
+    PendingStop row;
+    SteadyTime wake;                 // when the timer looks at it next
+    bool timeout_logged = false;     // `command timeout` written for this due time
+    bool waiting_for_start = false;  // due, but the start command is still running
+  };
+
+  PolicyCore(boost::asio::io_context& io, knocklog::Writer& log, Options options,
+             std::unique_ptr<Store> store, std::vector<DoorActions> doors);
+
+  const DoorActions* find_door(std::string_view name) const;
+  static std::string key_of(std::string_view door, std::string_view source);
+
+  void run_start_command(const DoorActions& door, const IpAddr& source, std::string command);
+  void schedule(PendingStop row);
+  void reschedule(int64_t id, SteadyTime wake);
+  void unschedule(int64_t id);
+  SteadyTime steady_from_wall(int64_t wall_ns) const;
+  void arm_timer();
+  void on_timer();
+  void fire_stop(int64_t id);
+  void start_finished(const std::string& key);
+  void report_exit(const std::string& door, const std::string& source, const ExitStatus& status);
+
+  // Audit rows for what happens after an event's commit (command spawned, exited, ...)
+  // are queued and written together: with the next transaction that commits anyway, or
+  // by a flush posted to the loop. One fsync then covers many rows, and none of them
+  // delays the next knock's commit. Failures are logged, never fatal.
+  struct QueuedAudit {
+    int64_t time_ns;
+    std::string kind, door, source, detail;
+  };
+  void audit_later(std::string_view kind, std::string_view door, std::string_view source,
+                   std::string_view detail);
+  // Writes the queue inside the caller's transaction; returns how many rows it wrote, to
+  // be dropped with drop_written_audits() once that transaction has committed.
+  Result<size_t> write_queued_audits();
+  void drop_written_audits(size_t count);
+
+  // One-time sequences, in two steps around the event's commit: inside the transaction
+  // the active line is read and recorded; after the commit it is marked used in the file
+  // and captured is told the next sequence (or to disable the door).
+  struct OneTimeStep {
+    std::optional<config::OneTimeSequences> file;
+    bool exhausted_before = false;
+  };
+  Result<OneTimeStep> record_one_time(const DoorActions& door, const std::string& source,
+                                      int64_t now);
+  void consume_one_time(const DoorActions& door, OneTimeStep& step, const std::string& source);
+  void announce_exhausted(const DoorActions& door, const std::string& source);
+
+  boost::asio::io_context& io_;
+  knocklog::Writer& log_;
+  Options options_;
+  std::unique_ptr<Store> store_;
+  std::vector<DoorActions> doors_;
+  CommandRunner runner_;
+  boost::asio::steady_timer timer_;
+  std::map<int64_t, Scheduled> scheduled_;            // pending_stop id → schedule
+  std::set<std::pair<SteadyTime, int64_t>> by_wake_;  // (wake, id), earliest first
+  std::map<std::string, int64_t> stop_by_key_;        // door+source → pending_stop id
+  std::map<std::string, int> starts_in_flight_;       // door+source → start commands running
+  std::function<void(const DoorSequenceUpdate&)> sequence_update_sink_;
+  uint64_t events_since_prune_ = 0;
+  std::vector<QueuedAudit> audit_queue_;
+  bool audit_flush_posted_ = false;
+  std::shared_ptr<int> alive_;  // timer handlers hold a weak_ptr: no use after destruction
+};
+
+int64_t wall_now_ns();
+
+}  // namespace kg::policyd

@@ -1,0 +1,163 @@
+// knockgate.conf: knockd's INI-style format, read with knockd 0.8's semantics, plus
+// knockgate's own [options] keys, door keys and [profile NAME] sections.
+// docs/knockgate.conf.5 is the user-facing description of everything parsed here.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/addr.h"
+#include "config/door.h"
+
+namespace kg::config {
+
+// One problem in a config file. str() renders `FILE:LINE: key: message`; the line is left
+// out when it is 0 (the file as a whole) and the key when it is empty.
+struct Diagnostic {
+  std::string file;
+  int line = 0;
+  std::string key;  // canonical lower-case key name, "section" for header problems
+  std::string message;
+  std::string str() const;
+  friend bool operator==(const Diagnostic&, const Diagnostic&) = default;
+};
+
+inline constexpr std::size_t kMaxSequenceLength = 32;  // knockd's SEQ_MAX
+
+// A door: a knock sequence and what completing it does. `line` is where its header is and
+// is not part of equality (a re-written file has the same settings on other lines).
+struct Door {
+  std::string name;
+  int line = 0;
+  std::vector<Knock> sequence;     // empty when one_time_sequences is used
+  std::string one_time_sequences;  // path; empty when `sequence` is used
+  int seq_timeout = 25;
+  TcpFlagsTest tcpflags;
+  std::string start_command;                   // empty: run nothing
+  std::optional<std::string> start_command_6;  // absent: IPv6 falls back to start_command
+  std::string stop_command;
+  std::optional<std::string> stop_command_6;  // absent: falls back; "" = nothing for IPv6
+  int cmd_timeout = 10;
+  std::optional<IpAddr> target;
+  std::string grant;  // profile name; empty when the door grants nothing
+  bool tolerate_duplicates = false;
+
+  friend bool operator==(const Door& a, const Door& b);
+};
+
+enum class Direction : uint8_t { inbound, egress };
+enum class Revoke : uint8_t { new_flows, all_flows };  // `revoke = new` | `revoke = all`
+enum class AllowProto : uint8_t { icmp = 1, tcp = 6, udp = 17 };
+
+const char* direction_name(Direction d);
+const char* allow_proto_name(AllowProto p);
+
+struct PortRange {
+  uint16_t first = 0;
+  uint16_t last = 0;
+  friend bool operator==(const PortRange&, const PortRange&) = default;
+};
+
+// One `allow` item: tcp/udp with a port range, or icmp (no ports; ICMP or ICMPv6 by the
+// destination's family).
+struct AllowRule {
+  AllowProto proto = AllowProto::tcp;
+  PortRange ports;  // {0, 0} for icmp
+  friend bool operator==(const AllowRule&, const AllowRule&) = default;
+};
+
+// `expose = tcp/2222 -> 192.168.50.10:22`: a public port on the WAN address forwarded to a
+// LAN host.
+struct Exposure {
+  Proto proto = Proto::tcp;
+  uint16_t public_port = 0;
+  IpAddr host;
+  uint16_t host_port = 0;
+  friend bool operator==(const Exposure&, const Exposure&) = default;
+};
+
+// A packet mark with the bits it owns. Two marks can match the same packet when they
+// agree on every bit both masks cover.
+struct FwMark {
+  uint32_t value = 0;
+  uint32_t mask = 0xffffffffU;
+  bool can_match_same_packet_as(const FwMark& other) const {
+    return ((value ^ other.value) & mask & other.mask) == 0;
+  }
+  friend bool operator==(const FwMark&, const FwMark&) = default;
+};
+
+// A route in the profile's table: `PREFIX via ADDR dev IF`, via and/or dev.
+struct Route {
+  IpPrefix prefix;  // `default` is 0.0.0.0/0 (or ::/0 with an IPv6 gateway)
+  std::optional<IpAddr> gateway;
+  std::string device;  // empty: the kernel picks it from the gateway
+  friend bool operator==(const Route&, const Route&) = default;
+};
+
+struct Profile {
+  std::string name;
+  int line = 0;  // header line; not part of equality
+  Direction direction = Direction::inbound;
+  std::vector<Exposure> exposures;     // inbound only
+  std::vector<AllowRule> allow;        // egress only
+  std::vector<IpPrefix> destinations;  // egress only
+  std::vector<IpPrefix> sources;       // egress only: hosts holding the profile for good
+  std::optional<FwMark> fwmark;
+  std::optional<uint32_t> table;
+  std::vector<Route> routes;
+  std::chrono::seconds lifetime{3600};
+  std::chrono::seconds max_lifetime{8 * 3600};
+  Revoke revoke = Revoke::new_flows;
+
+  friend bool operator==(const Profile& a, const Profile& b);
+};
+
+struct Options {
+  bool use_syslog = false;
+  std::string log_file;  // empty: no log file
+  std::string pid_file = "/var/run/knockd.pid";
+  std::vector<std::string> interfaces{"eth0"};  // capture interfaces
+  std::vector<std::string> wan_interfaces;      // after parsing: `interfaces` unless set
+  std::vector<std::string> lan_interfaces;
+  std::string database = "/var/lib/knockgate/knockgate.db";
+  std::string runtime_dir = "/run/knockgate";
+  uint32_t max_tracked_sources = 65536;
+  std::string capture_user = "knockgate";
+  std::string admin_group = "knockgate-admin";
+  friend bool operator==(const Options&, const Options&) = default;
+};
+
+struct Config {
+  std::string file;  // where it was read from; not part of equality
+  Options options;
+  std::vector<Door> doors;  // file order; two doors may share a name, as in knockd
+  std::vector<Profile> profiles;
+
+  const Profile* find_profile(std::string_view name) const;
+  friend bool operator==(const Config& a, const Config& b);
+};
+
+// `config` is set only when `errors` is empty. Errors are every problem of the file,
+// ordered by line.
+struct ParseResult {
+  std::optional<Config> config;
+  std::vector<Diagnostic> errors;
+};
+
+ParseResult parse_file(const std::string& path);
+ParseResult parse_text(std::string_view text, const std::string& file_name);
+
+// The config normalised: canonical key names, one key per line, defaults written out.
+// Parsing the output gives a Config equal to the input.
+std::string dump(const Config& config);
+
+// Checks what parsing leaves alone because it lives outside the file: every door's
+// one-time sequence file must be readable and hold at least one usable sequence.
+std::vector<Diagnostic> check_external_files(const Config& config);
+
+}  // namespace kg::config

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# knockgate namespace lab. Run as root. See docs/lab.md.
+#
+#   vm/lab.sh [-t TAG] up [full|wan]     build the lab (default: full)
+#   vm/lab.sh [-t TAG] down              remove it (safe to repeat)
+#   vm/lab.sh [-t TAG] status            namespaces, addresses, routes, running daemons
+#   vm/lab.sh [-t TAG] exec HOST CMD...  run CMD in HOST (client, client2, gw, ssh, vm, r2, log, sw)
+#   vm/lab.sh [-t TAG] shell HOST        interactive shell in HOST
+#
+# TAG (default: $LAB_TAG or "kg") prefixes every namespace, so labs can run side by side.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=vm/lablib.sh
+source "$here/lablib.sh"
+
+usage() {
+  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  exit "${1:-2}"
+}
+
+tag="$LAB_TAG"
+while (($#)); do
+  case "$1" in
+    -t | --tag)
+      (($# >= 2)) || usage
+      tag="$2"
+      shift 2
+      ;;
+    -h | --help) usage 0 ;;
+    -*)
+      echo "lab: unknown option $1" >&2
+      usage
+      ;;
+    *) break ;;
+  esac
+done
+(($#)) || usage
+cmd="$1"
+shift
+LAB_TAG="$tag"
+
+host_ns() {
+  local host="$1" ns
+  ns=$(lab_ns "$tag" "$host")
+  if [[ ! -e "/run/netns/$ns" ]]; then
+    echo "lab: no host '$host' in lab '$tag' (is it up? hosts: $LAB_HOSTS_FULL)" >&2
+    exit 1
+  fi
+  echo "$ns"
+}
+
+case "$cmd" in
+  up)
+    (($# <= 1)) || usage
+    lab_up "$tag" "${1:-full}"
+    echo "lab $tag is up"
+    lab_status "$tag"
+    ;;
+  down)
+    (($# == 0)) || usage
+    lab_down "$tag"
+    echo "lab $tag is down"
+    ;;
+  status)
+    (($# == 0)) || usage
+    lab_status "$tag"
+    ;;
+  exec)
+    (($# >= 2)) || usage
+    ns=$(host_ns "$1")
+    shift
+    exec ip netns exec "$ns" "$@"
+    ;;
+  shell)
+    (($# == 1)) || usage
+    ns=$(host_ns "$1")
+    echo "lab: shell in $ns (exit to leave)" >&2
+    exec ip netns exec "$ns" env PS1="[$ns] \\w# " bash --norc -i
+    ;;
+  *)
+    echo "lab: unknown command '$cmd'" >&2
+    usage
+    ;;
+esac
