@@ -36,18 +36,14 @@ DoorTable door_table(const config::Config& cfg,
     s.tcpflags = d.tcpflags;
     s.seq_timeout_s = d.seq_timeout;
     s.tolerate_duplicates = d.tolerate_duplicates;
-    bool enabled = true;
     if (!d.one_time_sequences.empty()) {
-      enabled = false;
+      // An empty sequence leaves the door inactive until policyd names its active one.
+      s.sequence.clear();
       for (const auto& [path, seq] : one_time_active) {
-        if (path == d.one_time_sequences && !seq.empty()) {
-          s.sequence = seq;
-          enabled = true;
-        }
+        if (path == d.one_time_sequences) s.sequence = seq;
       }
     }
     t.specs.push_back(std::move(s));
-    t.enabled.push_back(enabled);
   }
   return t;
 }
@@ -65,7 +61,8 @@ class Daemon::Sink final : public knock::EventSink {
                 stage == 1 ? "stage 1" : "stage");
   }
   void open(const IpAddr& source, size_t door) override {
-    d_.log_line(knocklog::open_sesame(source, door_name(door)), nullptr);
+    // policyd writes OPEN SESAME once the event is committed: one line per open.
+    log::debug(source.str() + ": " + door_name(door) + ": completed");
     ipc::KnockEvent ev;
     ev.door = door_name(door);
     ev.source = source;
@@ -97,11 +94,7 @@ Daemon::Daemon(boost::asio::io_context& io, DaemonSetup setup)
       signals_(io, SIGHUP, SIGTERM, SIGINT),
       limiter_(setup_.stage_lines_per_second, std::chrono::seconds(1)),
       sink_(std::make_unique<Sink>(*this)) {
-  auto table = door_table(setup_.config, setup_.one_time_active);
-  engine_.update_doors(std::move(table.specs));
-  for (size_t i = 0; i < table.enabled.size(); ++i) {
-    if (!table.enabled[i]) engine_.disable_door(i);
-  }
+  engine_.update_doors(door_table(setup_.config, setup_.one_time_active).specs);
 }
 
 Daemon::~Daemon() {
@@ -320,9 +313,6 @@ void Daemon::reload() {
       parsed.config->options.interfaces != setup_.config.options.interfaces;
   setup_.config = std::move(*parsed.config);
   engine_.update_doors(std::move(table.specs));
-  for (size_t i = 0; i < table.enabled.size(); ++i) {
-    if (!table.enabled[i]) engine_.disable_door(i);
-  }
   ++config_generation_;
   if (auto r = setup_.knock_log->reopen(); !r) log::warn("log file: " + r.error().message);
   if (interfaces_changed) {
@@ -356,12 +346,43 @@ void Daemon::stop() {
 }
 
 void Daemon::on_policyd_message(const ipc::Message& m) {
+  if (const auto* seq = std::get_if<ipc::DoorSequence>(&m)) {
+    apply_door_sequence(*seq);
+    return;
+  }
   if (const auto* req = std::get_if<ipc::StatusRequest>(&m)) {
     ipc::StatusReply reply;
     reply.request_id = req->request_id;
     reply.entries = status_entries();
     policyd_->send(reply);
   }
+}
+
+// policyd (root) consumes one-time sequences and tells us the next active one: after each
+// use, and as a snapshot whenever we connect.
+void Daemon::apply_door_sequence(const ipc::DoorSequence& m) {
+  const std::vector<Knock> next = m.disabled ? std::vector<Knock>{} : m.sequence;
+  bool changed = false;
+  for (size_t i = 0; i < setup_.config.doors.size() && i < engine_.doors().size(); ++i) {
+    const auto& door = setup_.config.doors[i];
+    if (door.name != m.door || door.one_time_sequences.empty()) continue;
+    bool known = false;
+    for (auto& [path, seq] : setup_.one_time_active) {
+      if (path == door.one_time_sequences) {
+        seq = next;
+        known = true;
+      }
+    }
+    if (!known) setup_.one_time_active.emplace_back(door.one_time_sequences, next);
+    // A snapshot repeating what we have must not drop attempts in progress.
+    if (engine_.doors()[i].sequence == next) continue;
+    engine_.set_sequence(i, next);
+    changed = true;
+    log::info("door " + m.door + ": " +
+              (next.empty() ? std::string("no one-time sequence left, disabled")
+                            : "next one-time sequence active"));
+  }
+  if (changed) install_filter();
 }
 
 std::vector<ipc::StatusEntry> Daemon::status_entries() {

@@ -23,10 +23,9 @@ namespace kg::captured {
 
 // The engine's doors from the config. One-time doors take their active sequence from
 // `one_time_active` (keyed by file path); a door whose file is missing there or exhausted
-// is disabled.
+// gets an empty sequence, which keeps it inactive.
 struct DoorTable {
   std::vector<knock::DoorSpec> specs;
-  std::vector<bool> enabled;
 };
 DoorTable door_table(const config::Config& cfg,
                      const std::vector<std::pair<std::string, std::vector<Knock>>>& one_time_active);
@@ -62,6 +61,7 @@ class Daemon {
   void reload();
   void stop();
   void on_policyd_message(const ipc::Message& m);
+  void apply_door_sequence(const ipc::DoorSequence& m);
   void log_line(const knocklog::Entry& e, const char* limit_kind);
   void flush_suppressed();
   std::vector<ipc::StatusEntry> status_entries();

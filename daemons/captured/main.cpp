@@ -71,7 +71,9 @@ int main(int argc, char** argv) {
   log::init("knockgate-captured", level);
 
   auto parsed = config::parse_file(config_path);
-  if (parsed.config) {
+  // -n also checks the one-time files; a running daemon only needs them readable (an
+  // exhausted file disables its door, as at run time, instead of stopping every door).
+  if (parsed.config && check_only) {
     for (const auto& d : config::check_external_files(*parsed.config)) parsed.errors.push_back(d);
   }
   if (!parsed.errors.empty()) {
@@ -107,6 +109,10 @@ int main(int argc, char** argv) {
     if (!ots) {
       std::fprintf(stderr, "knockgate-captured: %s\n", ots.error().message.c_str());
       return 1;
+    }
+    if (ots->exhausted()) {
+      std::fprintf(stderr, "knockgate-captured: door %s: no sequence left in %s; door disabled\n",
+                   door.name.c_str(), door.one_time_sequences.c_str());
     }
     setup.one_time_active.emplace_back(door.one_time_sequences, ots->active());
   }

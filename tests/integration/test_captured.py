@@ -111,6 +111,12 @@ class CapturedTest(unittest.TestCase):
         # ...and it still works after the drop.
         a.knock(7000, 8000, 9000)
         self.assertEqual(a.wait_commands(1), ["open " + kglab.CLIENT4])
+        # knockd's lines, each once: log watchers count them.
+        log = a.log()
+        self.assertEqual(log.count("203.0.113.10: openSSH: OPEN SESAME"), 1, log)
+        for n in (1, 2, 3):
+            self.assertEqual(log.count("203.0.113.10: openSSH: Stage %d" % n), 1, log)
+        self.assertEqual(log.count("openSSH: running command: echo open 203.0.113.10"), 1, log)
 
     def test_interface_deleted_and_recreated(self):
         a = Appliance(self.lab, conf("{w}", DOOR))
@@ -125,6 +131,8 @@ class CapturedTest(unittest.TestCase):
                         "wan-gw", "netns", sw], check=True)
         subprocess.run(["ip", "-n", sw, "link", "set", "wan-gw", "master", "br-wan", "up"], check=True)
         subprocess.run(["ip", "-n", gw, "addr", "add", "203.0.113.1/24", "dev", "kg-wan"], check=True)
+        subprocess.run(["ip", "-n", gw, "addr", "add", "2001:db8:1::1/64", "dev", "kg-wan", "nodad"],
+                       check=True)
         subprocess.run(["ip", "-n", gw, "link", "set", "kg-wan", "up"], check=True)
         self.assertTrue(a.captured.wait_for_output(r"kg-wan addresses: 203\.0\.113\.1", 5),
                         a.captured.output())
@@ -138,7 +146,9 @@ class CapturedTest(unittest.TestCase):
         a.start()
         self.assertTrue(a.captured.wait_for_output(r"kg-late is absent; waiting", 5))
         gw = self.lab.ns("gw")
-        subprocess.run(["ip", "-n", gw, "link", "add", "kg-late", "type", "dummy"], check=True)
+        # (no dummy module on this kernel: a veth pair inside the gateway will do)
+        subprocess.run(["ip", "-n", gw, "link", "add", "kg-late", "type", "veth", "peer", "name",
+                        "kg-late-peer"], check=True)
         subprocess.run(["ip", "-n", gw, "link", "set", "kg-late", "up"], check=True)
         subprocess.run(["ip", "-n", gw, "addr", "add", "198.51.100.1/24", "dev", "kg-late"], check=True)
         try:
@@ -198,7 +208,8 @@ class CapturedTest(unittest.TestCase):
         a = Appliance(self.lab, conf("{w}", door))
         a.start()
         a.knock(7000, 8000, 9000, host=kglab.GW_WAN6)
-        self.assertEqual(a.wait_commands(1), ["open6 " + kglab.CLIENT6])
+        self.assertEqual(a.wait_commands(1), ["open6 " + kglab.CLIENT6],
+                         a.captured.output() + a.policyd.output() + a.log())
 
     def test_concurrent_knockers_do_not_interfere(self):
         a = Appliance(self.lab, conf("{w}", DOOR))
