@@ -82,11 +82,7 @@ void Engine::on_packet(const Observation& packet, EventSink& sink) {
   // with each other and with the work before the lookup.
   const uint64_t hash = hash_addr(packet.src, hash_key_);
   __builtin_prefetch(&table_[hash & table_mask_]);
-  if (free_head_ == kNil) {
-    const uint32_t victim =
-        seg_head_[kProbation] != kNil ? seg_head_[kProbation] : seg_head_[kProtected];
-    if (victim != kNil) __builtin_prefetch(&table_[sources_[victim].hash & table_mask_]);
-  }
+  prefetch_next_victim();
   expire(packet.now, sink);
   const TimeNs now = last_now_;
 
@@ -164,15 +160,41 @@ void Engine::on_packet(const Observation& packet, EventSink& sink) {
     }
   }
   if (source != kNil && sources_[source].live == 0) release_source(source);
+  // The next new source will evict the segment head: start fetching its table slot now,
+  // while the caller gets the next packet.
+  prefetch_next_victim();
+}
+
+void Engine::prefetch_next_victim() const {
+  if (free_head_ != kNil) return;
+  const uint32_t victim =
+      seg_head_[kProbation] != kNil ? seg_head_[kProbation] : seg_head_[kProtected];
+  if (victim != kNil) __builtin_prefetch(&table_[sources_[victim].hash & table_mask_]);
 }
 
 void Engine::on_packets(const Observation* packets, size_t count, EventSink& sink) {
   // Far enough ahead to cover a memory round trip, near enough to stay in cache.
   constexpr size_t kAhead = 6;
+  // A source about kAhead places behind the probation head: under a flood it is the
+  // victim of a packet kAhead later. Only a hint: any index is safe to prefetch from.
+  uint32_t victim_ahead = kNil;
   for (size_t i = 0; i < count; ++i) {
     if (i + kAhead < count) {
       const uint64_t hash = hash_addr(packets[i + kAhead].src, hash_key_);
       __builtin_prefetch(&table_[hash & table_mask_]);
+    }
+    if (free_head_ == kNil) {
+      if (victim_ahead == kNil || sources_[victim_ahead].segment != kProbation) {
+        victim_ahead = seg_head_[kProbation];
+        for (size_t k = 0; k < kAhead && victim_ahead != kNil; ++k) {
+          victim_ahead = sources_[victim_ahead].next;
+        }
+      } else {
+        victim_ahead = sources_[victim_ahead].next;
+      }
+      if (victim_ahead != kNil) {
+        __builtin_prefetch(&table_[sources_[victim_ahead].hash & table_mask_]);
+      }
     }
     on_packet(packets[i], sink);
   }

@@ -207,6 +207,7 @@ class Engine {
   size_t required_attempt_slots() const;
   bool relevant_and_starters(const Observation& packet, uint32_t key, size_t& starters);
 
+  void prefetch_next_victim() const;
   uint32_t find_source(const IpAddr& addr, uint64_t hash) const;
   void table_insert(uint32_t source, uint64_t hash);
   void table_erase(uint32_t source);

@@ -93,9 +93,15 @@ class CapturedTest(unittest.TestCase):
         cls.lab.close()
 
     def tearDown(self):
+        # A daemon that does not exit 0 on SIGTERM (a sanitizer report, a crash at
+        # shutdown) fails the test that ran it; kill -9 in a test shows as -9.
+        bad = []
         for d in list(self.lab.daemons):
-            d.stop()
+            rc = d.stop()
+            if rc not in (0, -signal.SIGKILL):
+                bad.append("%s exited %s:\n%s" % (d.argv[0], rc, d.output()[-3000:]))
         self.lab.kill_all("gw")
+        self.assertEqual(bad, [])
 
     def test_privileges_dropped_to_capture_user(self):
         a = Appliance(self.lab, conf("{w}", DOOR))
