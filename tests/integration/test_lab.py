@@ -51,7 +51,9 @@ def lab_sh(tag, *args, check=True):
 
 
 def ping(lab, host, addr):
-    r = lab.run(host, ["ping", "-n", "-c", "1", "-W", "2", addr], check=False)
+    # Up to three echoes: the first may wait on neighbour discovery right after bring-up;
+    # ping exits 0 as soon as one reply came back.
+    r = lab.run(host, ["ping", "-n", "-c", "3", "-i", "0.3", "-W", "2", addr], check=False)
     return r.returncode == 0
 
 

@@ -145,8 +145,16 @@ class PolicydTest : public ::testing::Test {
   void run_for(std::chrono::milliseconds d) {
     run_until([] { return false; }, d);
   }
+  // Waits until the file holds at least one whole line: the shell creates it (>>) before it
+  // writes, so existence alone races with the content.
   bool wait_file(const std::string& p, std::chrono::milliseconds timeout = 5s) {
-    return run_until([&] { return exists(p); }, timeout);
+    return run_until(
+        [&] {
+          if (!exists(p)) return false;
+          const std::string text = read_file(p);
+          return !text.empty() && text.back() == '\n';
+        },
+        timeout);
   }
   // Waits for every child to be reaped (their exit statuses audited).
   bool wait_idle(std::chrono::milliseconds timeout = 5s) {
