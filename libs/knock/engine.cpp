@@ -175,8 +175,8 @@ void Engine::prefetch_next_victim() const {
 void Engine::on_packets(const Observation* packets, size_t count, EventSink& sink) {
   // Far enough ahead to cover a memory round trip, near enough to stay in cache.
   constexpr size_t kAhead = 6;
-  // A source about kAhead places behind the probation head: under a flood it is the
-  // victim of a packet kAhead later. Only a hint: any index is safe to prefetch from.
+  // The source about kAhead places after the probation head: under a flood, the victim
+  // of the packet kAhead later. Only a hint: any index is safe to prefetch from.
   uint32_t victim_ahead = kNil;
   for (size_t i = 0; i < count; ++i) {
     if (i + kAhead < count) {
