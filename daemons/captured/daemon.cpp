@@ -126,14 +126,7 @@ Result<Ok> Daemon::start() {
   capture_fd_.assign(setup_.capture->fd());
   arm_capture_read();
   arm_netlink_read();
-  signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
-    if (sig == SIGHUP) {
-      reload();
-    } else {
-      stop();
-    }
-  });
+  arm_signals();
   summary_timer_.expires_after(std::chrono::seconds(1));
   summary_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) flush_suppressed();
@@ -289,7 +282,7 @@ void Daemon::install_filter() {
   log::debug("capture filter: " + expr);
 }
 
-void Daemon::reload() {
+void Daemon::arm_signals() {
   signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     if (sig == SIGHUP) {
@@ -298,6 +291,10 @@ void Daemon::reload() {
       stop();
     }
   });
+}
+
+void Daemon::reload() {
+  arm_signals();
   const std::string& path = setup_.config.file;
   setup_.knock_log->write(knocklog::rereading_config(path));
   auto parsed = config::parse_file(path);

@@ -58,6 +58,7 @@ class Daemon {
   void arm_expiry_timer();
   void on_interfaces(const std::vector<InterfaceState>& state);
   void install_filter();
+  void arm_signals();
   void reload();
   void stop();
   void on_policyd_message(const ipc::Message& m);

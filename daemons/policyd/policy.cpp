@@ -210,20 +210,11 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
         now, audit_kind::knock_reopen, door->name, source,
         detail + "; already open, stop deferred to due_ns " + std::to_string(due));
     if (!a) return a.error();
-    OneTimeStep one_time;
-    if (!door->one_time_sequences.empty()) {
-      auto step = record_one_time(*door, source, now);
-      if (!step) return step.error();
-      one_time = std::move(*step);
-    }
-    auto queued = write_queued_audits();
-    if (!queued) return queued.error();
-    auto c = txn->commit();
-    if (!c) return c.error();
-    drop_written_audits(*queued);
+    auto one_time = commit_knock(*txn, *door, source, now);
+    if (!one_time) return one_time.error();
     log_.write(
         entry_for_source(source, door->name, "OPEN SESAME (already open, stop deferred)", "open"));
-    if (!door->one_time_sequences.empty()) consume_one_time(*door, one_time, source);
+    if (!door->one_time_sequences.empty()) consume_one_time(*door, *one_time, source);
     PendingStop moved = row;
     moved.due_time_ns = due;
     unschedule(row.id);
@@ -258,20 +249,11 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
     row.id = *id;
     stop = std::move(row);
   }
-  OneTimeStep one_time;
-  if (!door->one_time_sequences.empty()) {
-    auto step = record_one_time(*door, source, now);
-    if (!step) return step.error();
-    one_time = std::move(*step);
-  }
-  auto queued = write_queued_audits();
-  if (!queued) return queued.error();
-  auto c = txn->commit();
-  if (!c) return c.error();
-  drop_written_audits(*queued);
+  auto one_time = commit_knock(*txn, *door, source, now);
+  if (!one_time) return one_time.error();
 
   log_.write(knocklog::open_sesame(event.source, door->name));
-  if (!door->one_time_sequences.empty()) consume_one_time(*door, one_time, source);
+  if (!door->one_time_sequences.empty()) consume_one_time(*door, *one_time, source);
   if (!start_command.empty()) run_start_command(*door, event.source, std::move(start_command));
   if (stop) {
     schedule(std::move(*stop));
@@ -490,6 +472,25 @@ std::string sequence_text(const std::vector<Knock>& sequence) {
     out += proto_name(k.proto);
   }
   return out;
+}
+
+// The tail of every knock's transaction: the one-time line used (if any) and the audit
+// rows queued since the last commit go in with the event, then it commits.
+Result<PolicyCore::OneTimeStep> PolicyCore::commit_knock(sql::Transaction& txn,
+                                                         const DoorActions& door,
+                                                         const std::string& source, int64_t now) {
+  OneTimeStep one_time;
+  if (!door.one_time_sequences.empty()) {
+    auto step = record_one_time(door, source, now);
+    if (!step) return step.error();
+    one_time = std::move(*step);
+  }
+  auto queued = write_queued_audits();
+  if (!queued) return queued.error();
+  auto c = txn.commit();
+  if (!c) return c.error();
+  drop_written_audits(*queued);
+  return one_time;
 }
 
 Result<PolicyCore::OneTimeStep> PolicyCore::record_one_time(const DoorActions& door,

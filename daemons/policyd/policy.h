@@ -183,6 +183,8 @@ class PolicyCore {
   Result<OneTimeStep> record_one_time(const DoorActions& door, const std::string& source,
                                       int64_t now);
   void consume_one_time(const DoorActions& door, OneTimeStep& step, const std::string& source);
+  Result<OneTimeStep> commit_knock(sql::Transaction& txn, const DoorActions& door,
+                                   const std::string& source, int64_t now);
   void announce_exhausted(const DoorActions& door, const std::string& source);
 
   boost::asio::io_context& io_;
