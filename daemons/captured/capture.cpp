@@ -1,5 +1,7 @@
 #include "capture.h"
 
+#include "filter.h"
+
 namespace kg::captured {
 
 namespace {
@@ -29,7 +31,11 @@ Result<std::unique_ptr<Capture>> Capture::open(const CaptureOptions& opts) {
     return Error{std::string("pcap_setdirection(in): ") + pcap_geterr(p.get())};
   }
   if (pcap_setnonblock(p.get(), 1, err) != 0) return Error{std::string("pcap_setnonblock: ") + err};
-  return std::unique_ptr<Capture>(new Capture(p.release()));
+  std::unique_ptr<Capture> capture(new Capture(p.release()));
+  // Closed until the daemon knows its interfaces: the "any" socket would otherwise queue
+  // every interface's traffic. (libpcap drains what arrived before a new filter.)
+  if (auto r = capture->set_filter(kMatchNothing); !r) return r.error();
+  return capture;
 }
 
 Capture::~Capture() { pcap_close(pcap_); }

@@ -3,6 +3,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <chrono>
 #include <csignal>
@@ -171,7 +172,12 @@ void Daemon::arm_capture_read() {
 
 void Daemon::on_capture_readable() {
   const auto link = packet::link_from_dlt(setup_.capture->linktype());
-  if (!link) return;
+  if (!link) {  // cannot happen with the SLL2 handle we open; never spin on it
+    log::error("capture link type " + std::to_string(setup_.capture->linktype()) + " not decodable; exiting");
+    exit_code_ = 1;
+    stop();
+    return;
+  }
   packet::Decoded pkt;
   auto r = setup_.capture->dispatch(kDispatchBatch, [&](int64_t realtime_ns, int,
                                                         std::span<const uint8_t> bytes) {
@@ -184,6 +190,11 @@ void Daemon::on_capture_readable() {
       ++not_knockable_;
       return;
     }
+    if (std::find(accepted_destinations_.begin(), accepted_destinations_.end(), pkt.dst) ==
+        accepted_destinations_.end()) {
+      ++not_for_us_;
+      return;
+    }
     knock::Observation o;
     o.src = pkt.src;
     o.dst = pkt.dst;
@@ -194,7 +205,19 @@ void Daemon::on_capture_readable() {
     sink_->set_packet(pkt.dst, realtime_ns);
     engine_.on_packet(o, *sink_);
   });
-  if (!r) log::error(r.error().message);
+  if (!r) {
+    // A capture socket that keeps failing would spin this loop: give up after a run of
+    // errors and let the service manager restart us with a fresh socket.
+    if (++capture_errors_in_row_ == 1 || capture_errors_in_row_ % 10 == 0) log::error(r.error().message);
+    if (capture_errors_in_row_ >= 50) {
+      log::error("capture keeps failing; exiting");
+      exit_code_ = 1;
+      stop();
+      return;
+    }
+  } else {
+    capture_errors_in_row_ = 0;
+  }
   arm_expiry_timer();
 }
 
@@ -275,10 +298,26 @@ void Daemon::install_filter() {
   if (expr == active_filter_) return;
   if (auto r = setup_.capture->set_filter(expr); !r) {
     ++filter_errors_;
-    log::error("capture filter not installed, keeping the previous one: " + r.error().message);
+    log::error("capture filter not installed: " + r.error().message +
+               "; capturing nothing until a filter can be installed");
+    // Fail closed: an old filter may name interfaces or addresses that are no longer ours.
+    if (auto closed = setup_.capture->set_filter(kMatchNothing); !closed) {
+      log::error("cannot close the capture either: " + closed.error().message + "; exiting");
+      exit_code_ = 1;
+      stop();
+      return;
+    }
+    active_filter_ = kMatchNothing;
+    accepted_destinations_.clear();
     return;
   }
   active_filter_ = expr;
+  // The same destinations, checked again in user space: the kernel filter is the fast
+  // path, this is the guarantee.
+  accepted_destinations_ = in.local_addrs;
+  for (const auto& d : in.doors) {
+    if (d.target) accepted_destinations_.push_back(*d.target);
+  }
   log::debug("capture filter: " + expr);
 }
 
@@ -393,6 +432,7 @@ std::vector<ipc::StatusEntry> Daemon::status_entries() {
   add("pcap_if_dropped", cs.if_dropped);
   add("decode_errors", decode_errors_);
   add("not_knockable", not_knockable_);
+  add("not_for_us", not_for_us_);
   add("filter_errors", filter_errors_);
   add("engine_packets", es.packets);
   add("engine_ignored", es.ignored);

@@ -49,6 +49,7 @@ class Daemon {
 
   // Opens netlink, the channel to policyd, signals and timers. After this, run the io.
   Result<Ok> start();
+  int exit_code() const { return exit_code_; }
 
  private:
   class Sink;
@@ -83,9 +84,13 @@ class Daemon {
   std::string active_filter_;
   uint32_t config_generation_ = 1;
   bool stopping_ = false;
+  std::vector<IpAddr> accepted_destinations_;  // local addresses and door targets
+  int exit_code_ = 0;
+  unsigned capture_errors_in_row_ = 0;
   // Counters for status.
   uint64_t decode_errors_ = 0;
   uint64_t not_knockable_ = 0;
+  uint64_t not_for_us_ = 0;
   uint64_t filter_errors_ = 0;
 };
 

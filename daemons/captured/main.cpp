@@ -151,5 +151,5 @@ int main(int argc, char** argv) {
     return 1;
   }
   io.run();
-  return 0;
+  return daemon.exit_code();
 }

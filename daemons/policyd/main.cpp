@@ -194,7 +194,13 @@ class Daemon {
   }
 
   static kg::Result<kg::Ok> ensure_runtime_dir(const std::string& dir) {
-    if (::mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST) return kg::Ok{};
+    // Our umask (027) would make a new directory 0750 root: captured, unprivileged, must
+    // reach the socket inside it (the socket's peer check decides who may talk).
+    if (::mkdir(dir.c_str(), 0755) == 0) {
+      if (::chmod(dir.c_str(), 0755) == 0) return kg::Ok{};
+    } else if (errno == EEXIST) {
+      return kg::Ok{};
+    }
     return kg::Error{"cannot create RuntimeDir " + dir + ": " + std::strerror(errno)};
   }
 

@@ -217,6 +217,17 @@ class CapturedTest(unittest.TestCase):
         self.assertEqual(a.wait_commands(1), ["open6 " + kglab.CLIENT6],
                          a.captured.output() + a.policyd.output() + a.log())
 
+    def test_knocks_to_other_destinations_never_count(self):
+        # Routed through the gateway (the client's default route), seen on kg-wan, but not
+        # addressed to it: knockd's semantics and ours say this is not a knock.
+        a = Appliance(self.lab, conf("{w}", DOOR))
+        a.start()
+        a.knock(7000, 8000, 9000, host="198.51.100.99")
+        a.knock(7000, 8000, 9000, host=kglab.GW_WAN4)
+        self.assertEqual(a.wait_commands(1), ["open " + kglab.CLIENT4])
+        time.sleep(0.3)
+        self.assertEqual(a.commands(), ["open " + kglab.CLIENT4])
+
     def test_concurrent_knockers_do_not_interfere(self):
         a = Appliance(self.lab, conf("{w}", DOOR))
         a.start()
