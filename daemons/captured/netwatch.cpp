@@ -1,5 +1,7 @@
 #include "netwatch.h"
 
+#include "common/log.h"
+
 #include <net/if.h>
 #include <netlink/cache.h>
 #include <netlink/netlink.h>
@@ -34,8 +36,25 @@ Result<std::unique_ptr<NetWatch>> NetWatch::open(std::vector<std::string> names,
 int NetWatch::fd() const { return nl_cache_mngr_get_fd(mngr_); }
 
 void NetWatch::on_readable() {
-  nl_cache_mngr_data_ready(mngr_);
+  const int err = nl_cache_mngr_data_ready(mngr_);
+  if (err < 0) {
+    // Notifications were lost (typically ENOBUFS under a burst of changes): the caches may
+    // be stale, so re-read both from a dump rather than trust them.
+    log::warn(std::string("netlink notifications lost (") + nl_geterror(err) +
+              "); re-reading interfaces and addresses");
+    resync();
+  }
   refresh();
+}
+
+void NetWatch::resync() {
+  nl_sock* sock = nl_socket_alloc();
+  if (sock == nullptr) return;
+  int err = nl_connect(sock, NETLINK_ROUTE);
+  if (err >= 0) err = nl_cache_refill(sock, links_);
+  if (err >= 0) err = nl_cache_refill(sock, addrs_);
+  if (err < 0) log::error(std::string("netlink resync failed: ") + nl_geterror(err));
+  nl_socket_free(sock);
 }
 
 void NetWatch::set_names(std::vector<std::string> names) {

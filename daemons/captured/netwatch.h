@@ -45,6 +45,7 @@ class NetWatch {
  private:
   NetWatch(std::vector<std::string> names, ChangeFn fn);
   void refresh();
+  void resync();
   static void on_cache_change(nl_cache*, nl_object*, int, void* self);
 
   std::vector<std::string> names_;
