@@ -18,9 +18,12 @@ Result<std::unique_ptr<Capture>> Capture::open(const CaptureOptions& opts) {
     if (rc == 0) return Ok{};
     return Error{std::string(what) + ": " + pcap_statustostr(rc)};
   };
-  if (auto r = check(pcap_set_snaplen(p.get(), opts.snaplen), "pcap_set_snaplen"); !r) return r.error();
-  if (auto r = check(pcap_set_immediate_mode(p.get(), 1), "pcap_set_immediate_mode"); !r) return r.error();
-  if (auto r = check(pcap_set_buffer_size(p.get(), opts.buffer_bytes), "pcap_set_buffer_size"); !r) return r.error();
+  if (auto r = check(pcap_set_snaplen(p.get(), opts.snaplen), "pcap_set_snaplen"); !r)
+    return r.error();
+  if (auto r = check(pcap_set_immediate_mode(p.get(), 1), "pcap_set_immediate_mode"); !r)
+    return r.error();
+  if (auto r = check(pcap_set_buffer_size(p.get(), opts.buffer_bytes), "pcap_set_buffer_size"); !r)
+    return r.error();
   const int rc = pcap_activate(p.get());
   if (rc < 0) return Error{std::string("pcap_activate(any): ") + pcap_geterr(p.get())};
   // Cooked v2 carries the interface index, which the filter and the decoder both use.
@@ -38,11 +41,17 @@ Result<std::unique_ptr<Capture>> Capture::open(const CaptureOptions& opts) {
   return capture;
 }
 
-Capture::~Capture() { pcap_close(pcap_); }
+Capture::~Capture() {
+  pcap_close(pcap_);
+}
 
-int Capture::fd() const { return pcap_get_selectable_fd(pcap_); }
+int Capture::fd() const {
+  return pcap_get_selectable_fd(pcap_);
+}
 
-int Capture::linktype() const { return pcap_datalink(pcap_); }
+int Capture::linktype() const {
+  return pcap_datalink(pcap_);
+}
 
 Result<Ok> Capture::set_filter(const std::string& expression) {
   bpf_program prog{};

@@ -16,9 +16,9 @@
 namespace kg::captured {
 
 struct CaptureStats {
-  uint64_t received = 0;   // pcap_stats ps_recv
-  uint64_t dropped = 0;    // ps_drop: the ring buffer was full
-  uint64_t if_dropped = 0; // ps_ifdrop
+  uint64_t received = 0;    // pcap_stats ps_recv
+  uint64_t dropped = 0;     // ps_drop: the ring buffer was full
+  uint64_t if_dropped = 0;  // ps_ifdrop
 };
 
 struct CaptureOptions {
@@ -28,8 +28,8 @@ struct CaptureOptions {
 
 class Capture {
  public:
-  using PacketFn = std::function<void(int64_t realtime_ns, int linktype,
-                                      std::span<const uint8_t> bytes)>;
+  using PacketFn =
+      std::function<void(int64_t realtime_ns, int linktype, std::span<const uint8_t> bytes)>;
 
   static Result<std::unique_ptr<Capture>> open(const CaptureOptions& opts);
 

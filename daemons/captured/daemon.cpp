@@ -26,9 +26,10 @@ constexpr int kDispatchBatch = 256;
 
 }  // namespace
 
-DoorTable door_table(const config::Config& cfg,
-                     const std::vector<std::pair<std::string, std::vector<Knock>>>& one_time_active) {
-  DoorTable t;
+std::vector<knock::DoorSpec> door_specs(
+    const config::Config& cfg,
+    const std::vector<std::pair<std::string, std::vector<Knock>>>& one_time_active) {
+  std::vector<knock::DoorSpec> specs;
   for (const auto& d : cfg.doors) {
     knock::DoorSpec s;
     s.name = d.name;
@@ -44,9 +45,9 @@ DoorTable door_table(const config::Config& cfg,
         if (path == d.one_time_sequences) s.sequence = seq;
       }
     }
-    t.specs.push_back(std::move(s));
+    specs.push_back(std::move(s));
   }
-  return t;
+  return specs;
 }
 
 // Engine events become knockd's log lines; an Open also becomes a KnockEvent to policyd.
@@ -95,7 +96,7 @@ Daemon::Daemon(boost::asio::io_context& io, DaemonSetup setup)
       signals_(io, SIGHUP, SIGTERM, SIGINT),
       limiter_(setup_.stage_lines_per_second, std::chrono::seconds(1)),
       sink_(std::make_unique<Sink>(*this)) {
-  engine_.update_doors(door_table(setup_.config, setup_.one_time_active).specs);
+  engine_.update_doors(door_specs(setup_.config, setup_.one_time_active));
 }
 
 Daemon::~Daemon() {
@@ -173,42 +174,45 @@ void Daemon::arm_capture_read() {
 void Daemon::on_capture_readable() {
   const auto link = packet::link_from_dlt(setup_.capture->linktype());
   if (!link) {  // cannot happen with the SLL2 handle we open; never spin on it
-    log::error("capture link type " + std::to_string(setup_.capture->linktype()) + " not decodable; exiting");
+    log::error("capture link type " + std::to_string(setup_.capture->linktype()) +
+               " not decodable; exiting");
     exit_code_ = 1;
     stop();
     return;
   }
   packet::Decoded pkt;
-  auto r = setup_.capture->dispatch(kDispatchBatch, [&](int64_t realtime_ns, int,
-                                                        std::span<const uint8_t> bytes) {
-    const auto status = packet::decode(*link, bytes, pkt);
-    if (status != packet::Status::ok) {
-      ++decode_errors_;
-      return;
-    }
-    if (!pkt.has_ports || (pkt.l4_proto != packet::ipproto::tcp && pkt.l4_proto != packet::ipproto::udp)) {
-      ++not_knockable_;
-      return;
-    }
-    if (std::find(accepted_destinations_.begin(), accepted_destinations_.end(), pkt.dst) ==
-        accepted_destinations_.end()) {
-      ++not_for_us_;
-      return;
-    }
-    knock::Observation o;
-    o.src = pkt.src;
-    o.dst = pkt.dst;
-    o.proto = pkt.l4_proto == packet::ipproto::tcp ? Proto::tcp : Proto::udp;
-    o.dport = pkt.dport;
-    o.tcp_flags = pkt.tcp_flags;
-    o.now = monotonic_ns();
-    sink_->set_packet(pkt.dst, realtime_ns);
-    engine_.on_packet(o, *sink_);
-  });
+  auto r = setup_.capture->dispatch(
+      kDispatchBatch, [&](int64_t realtime_ns, int, std::span<const uint8_t> bytes) {
+        const auto status = packet::decode(*link, bytes, pkt);
+        if (status != packet::Status::ok) {
+          ++decode_errors_;
+          return;
+        }
+        if (!pkt.has_ports ||
+            (pkt.l4_proto != packet::ipproto::tcp && pkt.l4_proto != packet::ipproto::udp)) {
+          ++not_knockable_;
+          return;
+        }
+        if (std::find(accepted_destinations_.begin(), accepted_destinations_.end(), pkt.dst) ==
+            accepted_destinations_.end()) {
+          ++not_for_us_;
+          return;
+        }
+        knock::Observation o;
+        o.src = pkt.src;
+        o.dst = pkt.dst;
+        o.proto = pkt.l4_proto == packet::ipproto::tcp ? Proto::tcp : Proto::udp;
+        o.dport = pkt.dport;
+        o.tcp_flags = pkt.tcp_flags;
+        o.now = monotonic_ns();
+        sink_->set_packet(pkt.dst, realtime_ns);
+        engine_.on_packet(o, *sink_);
+      });
   if (!r) {
     // A capture socket that keeps failing would spin this loop: give up after a run of
     // errors and let the service manager restart us with a fresh socket.
-    if (++capture_errors_in_row_ == 1 || capture_errors_in_row_ % 10 == 0) log::error(r.error().message);
+    if (++capture_errors_in_row_ == 1 || capture_errors_in_row_ % 10 == 0)
+      log::error(r.error().message);
     if (capture_errors_in_row_ >= 50) {
       log::error("capture keeps failing; exiting");
       exit_code_ = 1;
@@ -343,12 +347,12 @@ void Daemon::reload() {
     return;
   }
   // One-time files may be unreadable to us now; keep the sequences we already know.
-  auto table = door_table(*parsed.config, setup_.one_time_active);
+  auto specs = door_specs(*parsed.config, setup_.one_time_active);
   const bool interfaces_changed =
       !setup_.interfaces_from_command_line &&
       parsed.config->options.interfaces != setup_.config.options.interfaces;
   setup_.config = std::move(*parsed.config);
-  engine_.update_doors(std::move(table.specs));
+  engine_.update_doors(std::move(specs));
   ++config_generation_;
   if (auto r = setup_.knock_log->reopen(); !r) log::warn("log file: " + r.error().message);
   if (interfaces_changed) {

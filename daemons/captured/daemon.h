@@ -24,11 +24,9 @@ namespace kg::captured {
 // The engine's doors from the config. One-time doors take their active sequence from
 // `one_time_active` (keyed by file path); a door whose file is missing there or exhausted
 // gets an empty sequence, which keeps it inactive.
-struct DoorTable {
-  std::vector<knock::DoorSpec> specs;
-};
-DoorTable door_table(const config::Config& cfg,
-                     const std::vector<std::pair<std::string, std::vector<Knock>>>& one_time_active);
+std::vector<knock::DoorSpec> door_specs(
+    const config::Config& cfg,
+    const std::vector<std::pair<std::string, std::vector<Knock>>>& one_time_active);
 
 struct DaemonSetup {
   config::Config config;

@@ -35,8 +35,8 @@ std::string tcp_clause(const std::set<uint16_t>& ports, const TcpFlagsTest& flag
   std::string c = "tcp dst port " + port_list(ports);
   if (!flags.any()) return c;
   const unsigned mask = flags.must_set | flags.must_clear;
-  return "(" + c + " and (ip6 or tcp[13] & " + std::to_string(mask) + " == " +
-         std::to_string(flags.must_set) + "))";
+  return "(" + c + " and (ip6 or tcp[13] & " + std::to_string(mask) +
+         " == " + std::to_string(flags.must_set) + "))";
 }
 
 }  // namespace

@@ -19,10 +19,10 @@ struct FilterDoor {
 };
 
 struct FilterInputs {
-  std::vector<int> ifindexes;        // the capture interfaces that exist now
-  std::vector<IpAddr> local_addrs;   // their addresses now
+  std::vector<int> ifindexes;       // the capture interfaces that exist now
+  std::vector<IpAddr> local_addrs;  // their addresses now
   std::vector<FilterDoor> doors;
-  std::vector<Knock> extra_ports;    // ports taken whatever the flags (SPA, later)
+  std::vector<Knock> extra_ports;  // ports taken whatever the flags (SPA, later)
 };
 
 // pcap filter language for a DLT_LINUX_SLL2 handle on the "any" device. A filter that

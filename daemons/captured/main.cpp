@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "config/one_time.h"
+#include "config/values.h"
 #include "daemon.h"
 
 namespace {
@@ -29,19 +30,6 @@ void usage(FILE* out) {
                kDefaultConfig);
 }
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    const size_t comma = s.find(',', start);
-    const std::string item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (!item.empty()) out.push_back(item);
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -53,15 +41,32 @@ int main(int argc, char** argv) {
   int opt = 0;
   while ((opt = getopt(argc, argv, "c:i:ndvDVh")) != -1) {
     switch (opt) {
-      case 'c': config_path = optarg; break;
-      case 'i': interfaces_arg = optarg; break;
-      case 'n': check_only = true; break;
-      case 'd': break;
-      case 'v': level = log::Level::info; break;
-      case 'D': level = log::Level::debug; break;
-      case 'V': std::printf("knockgate-captured %s\n", KG_SOFTWARE_VERSION); return 0;
-      case 'h': usage(stdout); return 0;
-      default: usage(stderr); return 2;
+      case 'c':
+        config_path = optarg;
+        break;
+      case 'i':
+        interfaces_arg = optarg;
+        break;
+      case 'n':
+        check_only = true;
+        break;
+      case 'd':
+        break;
+      case 'v':
+        level = log::Level::info;
+        break;
+      case 'D':
+        level = log::Level::debug;
+        break;
+      case 'V':
+        std::printf("knockgate-captured %s\n", KG_SOFTWARE_VERSION);
+        return 0;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        usage(stderr);
+        return 2;
     }
   }
   if (optind != argc) {
@@ -88,8 +93,15 @@ int main(int argc, char** argv) {
   captured::DaemonSetup setup;
   setup.config = std::move(*parsed.config);
   setup.interfaces_from_command_line = !interfaces_arg.empty();
-  setup.interfaces = setup.interfaces_from_command_line ? split_commas(interfaces_arg)
-                                                        : setup.config.options.interfaces;
+  setup.interfaces = setup.config.options.interfaces;
+  if (setup.interfaces_from_command_line) {
+    auto names = config::parse_interface_list(interfaces_arg);  // the Interface key's rules
+    if (!names) {
+      std::fprintf(stderr, "knockgate-captured: -i: %s\n", names.error().message.c_str());
+      return 2;
+    }
+    setup.interfaces = std::move(*names);
+  }
   if (setup.interfaces.empty()) {
     std::fprintf(stderr, "knockgate-captured: no interface to capture on\n");
     return 1;
@@ -138,11 +150,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (auto r = drop_privileges(*user); !r) {
-    std::fprintf(stderr, "knockgate-captured: privilege drop failed: %s\n", r.error().message.c_str());
+    std::fprintf(stderr, "knockgate-captured: privilege drop failed: %s\n",
+                 r.error().message.c_str());
     return 1;
   }
-  log::info("running as " + setup.config.options.capture_user + " (uid " + std::to_string(user->uid) +
-            "), no capabilities");
+  log::info("running as " + setup.config.options.capture_user + " (uid " +
+            std::to_string(user->uid) + "), no capabilities");
 
   boost::asio::io_context io;
   captured::Daemon daemon(io, std::move(setup));

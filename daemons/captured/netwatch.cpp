@@ -1,7 +1,5 @@
 #include "netwatch.h"
 
-#include "common/log.h"
-
 #include <net/if.h>
 #include <netlink/cache.h>
 #include <netlink/netlink.h>
@@ -11,6 +9,8 @@
 
 #include <algorithm>
 #include <cstring>
+
+#include "common/log.h"
 
 namespace kg::captured {
 
@@ -33,7 +33,9 @@ Result<std::unique_ptr<NetWatch>> NetWatch::open(std::vector<std::string> names,
   return w;
 }
 
-int NetWatch::fd() const { return nl_cache_mngr_get_fd(mngr_); }
+int NetWatch::fd() const {
+  return nl_cache_mngr_get_fd(mngr_);
+}
 
 void NetWatch::on_readable() {
   const int err = nl_cache_mngr_data_ready(mngr_);

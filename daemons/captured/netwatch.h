@@ -19,8 +19,8 @@ namespace kg::captured {
 
 struct InterfaceState {
   std::string name;
-  int ifindex = 0;      // 0: absent
-  bool up = false;      // IFF_UP and carrier-independent
+  int ifindex = 0;  // 0: absent
+  bool up = false;  // IFF_UP and carrier-independent
   std::vector<IpAddr> addrs;
   friend bool operator==(const InterfaceState&, const InterfaceState&) = default;
 };
