@@ -14,12 +14,52 @@ constexpr uint8_t kStatusKindText = 2;
 constexpr size_t kMinStringBytes = 4;  // u32 length, no bytes
 constexpr size_t kMinStatusEntryBytes = kMinStringBytes + 1 + kMinStringBytes;  // key, kind, text
 constexpr size_t kMinKnockBytes = 2 + 1;  // u16 port, u8 proto
+// id, source (family + 4), profile, method, origin, created, expires, mark, mask
+constexpr size_t kMinGrantBytes = 8 + 5 + kMinStringBytes + 1 + kMinStringBytes + 8 + 8 + 4 + 4;
 
 bool valid_role(uint8_t v) {
   return v >= 1 && v <= 4;
 }
 bool valid_method(uint8_t v) {
   return v == 1 || v == 2;
+}
+bool valid_grant_method(uint8_t v) {
+  return v >= 1 && v <= 4;
+}
+bool valid_grant_op(uint8_t v) {
+  return v >= 1 && v <= 4;
+}
+
+void encode_grant(Writer& w, const GrantRecord& g) {
+  w.u64(g.id);
+  w.ip_addr(g.source);
+  w.string(g.profile);
+  w.u8(static_cast<uint8_t>(g.method));
+  w.string(g.origin);
+  w.i64(g.created_ns);
+  w.i64(g.expires_ns);
+  w.u32(g.fwmark);
+  w.u32(g.fwmark_mask);
+}
+
+// `pending` grants (GrantOp::pending) have no id yet.
+GrantRecord decode_grant(Reader& r, bool id_may_be_zero) {
+  GrantRecord g;
+  g.id = r.u64("grant.id");
+  if (r.ok() && g.id == 0 && !id_may_be_zero) (void)r.fail(WireError::bad_value, "grant.id");
+  g.source = r.ip_addr("grant.source");
+  g.profile = r.string("grant.profile");
+  if (r.ok() && g.profile.empty()) (void)r.fail(WireError::bad_value, "grant.profile");
+  const uint8_t method = r.u8("grant.method");
+  if (r.ok() && !valid_grant_method(method)) (void)r.fail(WireError::bad_enum, "grant.method");
+  g.method = static_cast<GrantMethod>(method);
+  g.origin = r.string("grant.origin");
+  g.created_ns = r.i64("grant.created_ns");
+  g.expires_ns = r.i64("grant.expires_ns");
+  g.fwmark = r.u32("grant.fwmark");
+  g.fwmark_mask = r.u32("grant.fwmark_mask");
+  if (r.ok() && (g.fwmark & ~g.fwmark_mask) != 0) (void)r.fail(WireError::bad_value, "grant.fwmark");
+  return g;
 }
 
 // Every alternative must have its own type byte, or decoding would be ambiguous.
@@ -83,6 +123,42 @@ std::optional<Role> parse_role(std::string_view text) {
 
 const char* knock_method_name(KnockMethod m) {
   return m == KnockMethod::spa ? "spa" : "knock";
+}
+
+const char* grant_method_name(GrantMethod m) {
+  switch (m) {
+    case GrantMethod::knock:
+      return "knock";
+    case GrantMethod::spa:
+      return "spa";
+    case GrantMethod::ctl:
+      return "ctl";
+    case GrantMethod::api:
+      return "api";
+  }
+  return "unknown";
+}
+
+std::optional<GrantMethod> parse_grant_method(std::string_view text) {
+  for (const GrantMethod m : {GrantMethod::knock, GrantMethod::spa, GrantMethod::ctl,
+                              GrantMethod::api}) {
+    if (text == grant_method_name(m)) return m;
+  }
+  return std::nullopt;
+}
+
+const char* grant_op_name(GrantOp op) {
+  switch (op) {
+    case GrantOp::add:
+      return "add";
+    case GrantOp::extend:
+      return "extend";
+    case GrantOp::remove:
+      return "remove";
+    case GrantOp::pending:
+      return "pending";
+  }
+  return "unknown";
 }
 
 // ---- Hello
@@ -339,6 +415,91 @@ Result<DoorSequence> DoorSequence::decode(Reader& r) {
     k.proto = static_cast<Proto>(proto);
     m.sequence.push_back(k);
   }
+  if (!r.ok()) return r.as_error();
+  return m;
+}
+
+// ---- Subscribe
+void Subscribe::encode(Writer& w) const {
+  w.u32(request_id);
+  w.u32(topics);
+}
+
+Result<Subscribe> Subscribe::decode(Reader& r) {
+  Subscribe m;
+  m.request_id = r.u32("request_id");
+  m.topics = r.u32("topics");
+  if (r.ok() && (m.topics == 0 || (m.topics & ~kKnownTopics) != 0)) {
+    return r.fail(WireError::bad_value, "topics");
+  }
+  if (!r.ok()) return r.as_error();
+  return m;
+}
+
+// ---- GrantSnapshot
+void GrantSnapshot::encode(Writer& w) const {
+  w.u32(request_id);
+  w.u64(seq);
+  w.u8(static_cast<uint8_t>((first ? 1 : 0) | (last ? 2 : 0)));
+  w.count(grants.size());
+  for (const auto& g : grants) encode_grant(w, g);
+}
+
+Result<GrantSnapshot> GrantSnapshot::decode(Reader& r) {
+  GrantSnapshot m;
+  m.request_id = r.u32("request_id");
+  m.seq = r.u64("seq");
+  const uint8_t bits = r.u8("chunk");
+  if (r.ok() && bits > 3) return r.fail(WireError::bad_value, "chunk");
+  m.first = (bits & 1) != 0;
+  m.last = (bits & 2) != 0;
+  const size_t n = r.count(kMinGrantBytes, "grants");
+  m.grants.reserve(n);
+  for (size_t i = 0; i < n && r.ok(); ++i) m.grants.push_back(decode_grant(r, false));
+  if (!r.ok()) return r.as_error();
+  return m;
+}
+
+// ---- GrantDelta
+void GrantDelta::encode(Writer& w) const {
+  w.u64(seq);
+  w.u8(static_cast<uint8_t>(op));
+  encode_grant(w, grant);
+  w.string(reason);
+}
+
+Result<GrantDelta> GrantDelta::decode(Reader& r) {
+  GrantDelta m;
+  m.seq = r.u64("seq");
+  const uint8_t op = r.u8("op");
+  if (r.ok() && !valid_grant_op(op)) return r.fail(WireError::bad_enum, "op");
+  m.op = static_cast<GrantOp>(op);
+  m.grant = decode_grant(r, m.op == GrantOp::pending);
+  m.reason = r.string("reason");
+  if (!r.ok()) return r.as_error();
+  return m;
+}
+
+// ---- FeedEvent
+void FeedEvent::encode(Writer& w) const {
+  w.u64(audit_id);
+  w.i64(time_ns);
+  w.string(kind);
+  w.u8(source ? 1 : 0);
+  if (source) w.ip_addr(*source);
+  w.string(detail_json);
+}
+
+Result<FeedEvent> FeedEvent::decode(Reader& r) {
+  FeedEvent m;
+  m.audit_id = r.u64("audit_id");
+  m.time_ns = r.i64("time_ns");
+  m.kind = r.string("kind");
+  if (r.ok() && m.kind.empty()) return r.fail(WireError::bad_value, "kind");
+  const uint8_t has_source = r.u8("has_source");
+  if (r.ok() && has_source > 1) return r.fail(WireError::bad_value, "has_source");
+  if (has_source == 1) m.source = r.ip_addr("source");
+  m.detail_json = r.string("detail_json");
   if (!r.ok()) return r.as_error();
   return m;
 }

@@ -45,6 +45,10 @@ enum class MessageType : uint8_t {
   control_request = 10,
   control_reply = 11,
   door_sequence = 12,
+  subscribe = 13,
+  grant_snapshot = 14,
+  grant_delta = 15,
+  feed_event = 16,
 };
 
 // Which end of a connection may send a message. A message arriving the wrong way is a
@@ -58,6 +62,11 @@ std::optional<Role> parse_role(std::string_view text);
 
 enum class KnockMethod : uint8_t { knock = 1, spa = 2 };
 const char* knock_method_name(KnockMethod m);
+
+// How a grant came to be.
+enum class GrantMethod : uint8_t { knock = 1, spa = 2, ctl = 3, api = 4 };
+const char* grant_method_name(GrantMethod m);
+std::optional<GrantMethod> parse_grant_method(std::string_view text);
 
 // First message on every connection, client to server.
 struct Hello {
@@ -245,9 +254,111 @@ struct DoorSequence {
   friend bool operator==(const DoorSequence&, const DoorSequence&) = default;
 };
 
+// ---- Grant broadcast (policyd → subscribers: verdictd, webd). docs/protocol.md.
+//
+// A subscriber sends Subscribe; policyd answers with a snapshot of every active grant,
+// cut into as many GrantSnapshot frames as the peer's frame limit needs (first..last,
+// nothing else interleaved), then GrantDelta frames as grants change. Every snapshot
+// chunk and delta carries `seq`, policyd's change counter: a snapshot is as of its seq,
+// and each delta has seq = previous seq + 1. A subscriber that sees a gap sends
+// Subscribe again and replaces its state with the new snapshot.
+
+// Bits of Subscribe::topics.
+inline constexpr uint32_t kTopicGrants = 1;  // GrantSnapshot + GrantDelta
+inline constexpr uint32_t kTopicFeed = 2;    // FeedEvent (knocks, rejections, changes)
+inline constexpr uint32_t kKnownTopics = kTopicGrants | kTopicFeed;
+
+struct Subscribe {
+  static constexpr MessageType type = MessageType::subscribe;
+  static constexpr Sender sender = Sender::client;
+  static constexpr const char* name = "Subscribe";
+
+  uint32_t request_id = 0;
+  uint32_t topics = kTopicGrants;  // non-zero, only known bits
+
+  void encode(Writer& w) const;
+  static Result<Subscribe> decode(Reader& r);
+  friend bool operator==(const Subscribe&, const Subscribe&) = default;
+};
+
+// One active grant as subscribers see it. The profile's match (addresses, ports) comes
+// from the config by name; the mark travels along so a subscriber never marks with a
+// stale value after a reload that changed it.
+struct GrantRecord {
+  uint64_t id = 0;  // the grants table's primary key, never 0
+  IpAddr source;
+  std::string profile;  // never empty
+  GrantMethod method = GrantMethod::knock;
+  std::string origin;  // door name, SPA stanza, admin user: for display
+  int64_t created_ns = 0;  // CLOCK_REALTIME ns since the Unix epoch
+  int64_t expires_ns = 0;
+  uint32_t fwmark = 0;
+  uint32_t fwmark_mask = 0;
+  friend bool operator==(const GrantRecord&, const GrantRecord&) = default;
+};
+
+struct GrantSnapshot {
+  static constexpr MessageType type = MessageType::grant_snapshot;
+  static constexpr Sender sender = Sender::server;
+  static constexpr const char* name = "GrantSnapshot";
+
+  uint32_t request_id = 0;  // the Subscribe's
+  uint64_t seq = 0;
+  bool first = true;
+  bool last = true;
+  std::vector<GrantRecord> grants;
+
+  void encode(Writer& w) const;
+  static Result<GrantSnapshot> decode(Reader& r);
+  friend bool operator==(const GrantSnapshot&, const GrantSnapshot&) = default;
+};
+
+enum class GrantOp : uint8_t {
+  add = 1,      // a new grant is active (its kernel state installed)
+  extend = 2,   // same id, later expires_ns
+  remove = 3,   // expired, revoked or failed: `reason` says which
+  pending = 4,  // a knock/SPA from `source` for `profile` is being committed: hold its
+                // NEW flows until add, remove or expires_ns (a short deadline), then drop
+};
+const char* grant_op_name(GrantOp op);
+
+struct GrantDelta {
+  static constexpr MessageType type = MessageType::grant_delta;
+  static constexpr Sender sender = Sender::server;
+  static constexpr const char* name = "GrantDelta";
+
+  uint64_t seq = 0;
+  GrantOp op = GrantOp::add;
+  GrantRecord grant;   // for pending: id 0, source, profile, expires_ns = hold deadline
+  std::string reason;  // remove: "expired", "revoked by NAME", "failed: WHY"
+
+  void encode(Writer& w) const;
+  static Result<GrantDelta> decode(Reader& r);
+  friend bool operator==(const GrantDelta&, const GrantDelta&) = default;
+};
+
+// A line of the live feed (webd's console): knocks, SPA results, rejections, grant
+// changes. `detail_json` is one JSON object, as the audit log stores it.
+struct FeedEvent {
+  static constexpr MessageType type = MessageType::feed_event;
+  static constexpr Sender sender = Sender::server;
+  static constexpr const char* name = "FeedEvent";
+
+  uint64_t audit_id = 0;  // the audit row, 0 if the event is not audited (rate-limited)
+  int64_t time_ns = 0;
+  std::string kind;  // "knock", "spa", "reject", "grant", "extend", "revoke", "expire", ...
+  std::optional<IpAddr> source;
+  std::string detail_json;
+
+  void encode(Writer& w) const;
+  static Result<FeedEvent> decode(Reader& r);
+  friend bool operator==(const FeedEvent&, const FeedEvent&) = default;
+};
+
 using Message =
     std::variant<Hello, Welcome, Refused, Ping, Pong, KnockEvent, EventAck, StatusRequest,
-                 StatusReply, ControlRequest, ControlReply, DoorSequence>;
+                 StatusReply, ControlRequest, ControlReply, DoorSequence, Subscribe,
+                 GrantSnapshot, GrantDelta, FeedEvent>;
 
 MessageType message_type(const Message& m);
 const char* message_name(const Message& m);
