@@ -129,6 +129,13 @@ struct Options {
   uint32_t max_tracked_sources = 65536;
   std::string capture_user = "knockgate";
   std::string admin_group = "knockgate-admin";
+  // NFQUEUE numbers the gate sends NEW flows to (verdictd binds them all; more than one
+  // spreads flows over queues by CPU). `VerdictQueue = 0` or `VerdictQueue = 0-3`.
+  uint16_t verdict_queue_first = 0;
+  uint16_t verdict_queue_count = 1;
+  bool verdict_fail_open = false;  // no verdictd or a full queue: drop (no) or pass (yes)
+  uint32_t verdict_hold_ms = 25;   // longest hold of a NEW flow whose grant is pending
+  std::string verdict_user = "knockgate-verdict";
   friend bool operator==(const Options&, const Options&) = default;
 };
 

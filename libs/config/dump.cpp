@@ -33,6 +33,14 @@ std::string dump(const Config& config) {
   put(out, "MaxTrackedSources", std::to_string(o.max_tracked_sources));
   put(out, "CaptureUser", o.capture_user);
   put(out, "AdminGroup", o.admin_group);
+  put(out, "VerdictQueue",
+      o.verdict_queue_count == 1
+          ? std::to_string(o.verdict_queue_first)
+          : std::to_string(o.verdict_queue_first) + "-" +
+                std::to_string(o.verdict_queue_first + o.verdict_queue_count - 1));
+  put(out, "VerdictFailOpen", o.verdict_fail_open ? "yes" : "no");
+  put(out, "VerdictHoldMs", std::to_string(o.verdict_hold_ms));
+  put(out, "VerdictUser", o.verdict_user);
 
   for (const Profile& p : config.profiles) {
     out += "\n[profile " + p.name + "]\n";

@@ -149,6 +149,10 @@ class Parser {
   void on_max_tracked_sources(const Directive& d);
   void on_capture_user(const Directive& d);
   void on_admin_group(const Directive& d);
+  void on_verdict_queue(const Directive& d);
+  void on_verdict_fail_open(const Directive& d);
+  void on_verdict_hold_ms(const Directive& d);
+  void on_verdict_user(const Directive& d);
   void on_usesyslog_value(const Directive& d);
   // doors
   void on_sequence(const Directive& d);
@@ -198,6 +202,10 @@ const Parser::KeyInfo* Parser::find_key(std::string_view lowered) {
       {"maxtrackedsources", "", Section::options, &Parser::on_max_tracked_sources},
       {"captureuser", "", Section::options, &Parser::on_capture_user},
       {"admingroup", "", Section::options, &Parser::on_admin_group},
+      {"verdictqueue", "", Section::options, &Parser::on_verdict_queue},
+      {"verdictfailopen", "", Section::options, &Parser::on_verdict_fail_open},
+      {"verdictholdms", "", Section::options, &Parser::on_verdict_hold_ms},
+      {"verdictuser", "", Section::options, &Parser::on_verdict_user},
       {"usesyslog", "", Section::options, &Parser::on_usesyslog_value},
       {"sequence", "", Section::door, &Parser::on_sequence},
       {"one_time_sequences", "", Section::door, &Parser::on_one_time_sequences},
@@ -429,6 +437,42 @@ void Parser::on_admin_group(const Directive& d) {
     return value_error(d, Error{"\"" + std::string(d.value) + "\" is not a valid group name"});
   }
   config_.options.admin_group = std::string(d.value);
+}
+
+void Parser::on_verdict_queue(const Directive& d) {
+  // "N" or "FIRST-LAST", like iptables' --queue-balance.
+  const size_t dash = d.value.find('-');
+  auto first = parse_decimal(d.value.substr(0, dash), 0, 65535);
+  if (!first) return value_error(d, first.error());
+  uint32_t last = *first;
+  if (dash != std::string_view::npos) {
+    auto l = parse_decimal(d.value.substr(dash + 1), 0, 65535);
+    if (!l) return value_error(d, l.error());
+    if (*l < *first) return value_error(d, Error{"the range's end is below its start"});
+    if (*l - *first >= 64) return value_error(d, Error{"at most 64 queues"});
+    last = *l;
+  }
+  config_.options.verdict_queue_first = static_cast<uint16_t>(*first);
+  config_.options.verdict_queue_count = static_cast<uint16_t>(last - *first + 1);
+}
+
+void Parser::on_verdict_fail_open(const Directive& d) {
+  auto v = parse_bool(d.value);
+  if (!v) return value_error(d, v.error());
+  config_.options.verdict_fail_open = *v;
+}
+
+void Parser::on_verdict_hold_ms(const Directive& d) {
+  auto v = parse_decimal(d.value, 0, 1000);
+  if (!v) return value_error(d, v.error());
+  config_.options.verdict_hold_ms = *v;
+}
+
+void Parser::on_verdict_user(const Directive& d) {
+  if (!valid_account_name(d.value)) {
+    return value_error(d, Error{"\"" + std::string(d.value) + "\" is not a valid user name"});
+  }
+  config_.options.verdict_user = std::string(d.value);
 }
 
 // ---- doors ----

@@ -836,7 +836,8 @@ TEST(Dump, CanonicalForm) {
             "[options]\nUseSyslog\nPidFile = /var/run/knockd.pid\nInterface = eth0\n"
             "WanInterface = eth0\nDatabase = /var/lib/knockgate/knockgate.db\n"
             "RuntimeDir = /run/knockgate\nMaxTrackedSources = 65536\nCaptureUser = knockgate\n"
-            "AdminGroup = knockgate-admin\n"
+            "AdminGroup = knockgate-admin\nVerdictQueue = 0\nVerdictFailOpen = no\n"
+            "VerdictHoldMs = 25\nVerdictUser = knockgate-verdict\n"
             "\n[ d ]\nsequence = 1:udp,2:tcp\nseq_timeout = 7\ntcpflags = !syn,ack\n"
             "start_command = a\nstart_command_6 =\ncmd_timeout = 10\n");
 }
