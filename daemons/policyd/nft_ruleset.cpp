@@ -219,21 +219,24 @@ std::string ruleset_text(const Config& config, QueueMode mode) {
   line(s, "drop");
   chain_end(s);
 
+  // A bypassed queue (no verdictd, fail-open) resumes at the next hook, not at the next
+  // rule: the kernel's own opinion (mark from the grant sets) is set before the queue, and
+  // verdictd's NFQA_MARK replaces it when it answers.
   chain_head(s, "verdict", nullptr);
-  if (mode == QueueMode::native) line(s, "counter " + queue_statement(o));
-  // Reached only when the queue was bypassed (no verdictd) or not yet inserted (xt
-  // fallback, between loading this text and inserting the target).
   if (o.verdict_fail_open) {
-    // Fail-open: the kernel decides alone from the grant sets and marks like verdictd would.
     for (const auto& p : config.profiles) {
-      for (const auto& m : profile_matches(p)) {
-        line(s, m + (p.fwmark ? " " + mark_set(p) : std::string()) + " accept");
-      }
+      if (!p.fwmark) continue;
+      for (const auto& m : profile_matches(p)) line(s, m + " " + mark_set(p));
     }
-    line(s, "counter accept");
-  } else {
-    line(s, "counter drop");
   }
+  line(s, "jump " + std::string(kVerdictChain));
+  // Reached only while the queue rule is missing (xt fallback: between loading this text
+  // and inserting the target at the head of the queue chain).
+  line(s, o.verdict_fail_open ? "counter accept" : "counter drop");
+  chain_end(s);
+
+  chain_head(s, std::string(kVerdictChain).c_str(), nullptr);
+  if (mode == QueueMode::native) line(s, "counter " + queue_statement(o));
   chain_end(s);
 
   // Forward: the kernel's second opinion on the verdict, and the default deny.

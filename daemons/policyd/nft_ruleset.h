@@ -16,7 +16,7 @@
 namespace kg::policyd {
 
 inline constexpr std::string_view kTableName = "knockgate";
-inline constexpr std::string_view kVerdictChain = "verdict";  // holds the queue rule
+inline constexpr std::string_view kVerdictChain = "verdict_queue";  // the queue rule only
 
 // ssh-only → ssh_only: profile names may hold '-' and '.', nft identifiers may not.
 std::string nft_identifier(std::string_view profile_name);
@@ -32,7 +32,7 @@ uint32_t mark_union(const config::Config& config);
 enum class QueueMode : uint8_t {
   native,       // nft `queue` statement in the text
   xt_fallback,  // no queue rule in the text: the caller inserts an xt NFQUEUE target at
-                // the head of chain `verdict` right after loading it
+                // chain `verdict_queue` right after loading it
 };
 
 // One nft buffer that atomically replaces the whole table: `add table; delete table;
