@@ -192,7 +192,10 @@ std::string ruleset_text(const Config& config, QueueMode mode) {
   // The gate: after DNAT, before routing, so the verdict's mark selects the route table.
   chain_head(s, "gate", "type filter hook prerouting priority dstnat + 10; policy accept;");
   if (marks) {
-    line(s, "ct state established,related ct mark & " + hex32(marks) +
+    // Original direction only: the profile's route table steers the flow's way out; its
+    // replies follow the main table back (a table with just `default via X` would send
+    // them away from the client).
+    line(s, "ct state established,related ct direction original ct mark & " + hex32(marks) +
                 " != 0x00000000 meta mark set ct mark");
   }
   line(s, "ct state established,related accept");
