@@ -50,7 +50,9 @@ Result<std::unique_ptr<Conntrack>> Conntrack::open() {
   return std::unique_ptr<Conntrack>(new Conntrack(h));
 }
 
-Conntrack::~Conntrack() { nfct_close(h_); }
+Conntrack::~Conntrack() {
+  nfct_close(h_);
+}
 
 Result<size_t> Conntrack::delete_flows(const IpAddr& source, uint32_t value, uint32_t mask) {
   Collect c{source, value & mask, mask, {}};

@@ -41,11 +41,10 @@ std::string join_failures(const std::vector<std::string>& failures) {
 
 std::string ReconcileReport::summary() const {
   return std::string("reconcile: ruleset ") + (ruleset_replaced ? "replaced" : "unchanged") +
-         ", elements +" + std::to_string(elements_added) + "/-" +
-         std::to_string(elements_removed) + ", ip rules +" + std::to_string(ip_rules_added) +
-         "/-" + std::to_string(ip_rules_removed) + ", routes +" + std::to_string(routes_added) +
-         "/-" + std::to_string(routes_removed) + ", conntrack -" +
-         std::to_string(conntrack_deleted);
+         ", elements +" + std::to_string(elements_added) + "/-" + std::to_string(elements_removed) +
+         ", ip rules +" + std::to_string(ip_rules_added) + "/-" + std::to_string(ip_rules_removed) +
+         ", routes +" + std::to_string(routes_added) + "/-" + std::to_string(routes_removed) +
+         ", conntrack -" + std::to_string(conntrack_deleted);
 }
 
 Result<std::unique_ptr<KernelState>> KernelState::open(const config::Config& config) {
@@ -86,14 +85,16 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
   const int64_t now = realtime_ns();
 
   // What the kernel has: our table's rules and every grant set's elements.
-  auto listing = nft_->list_table_rules(kTable);
+  auto listing = nfnl_->fingerprint(kTable);
+  if (!listing) return listing.error();
+  const bool table_exists = !listing->empty();
   std::map<ElementKey, uint64_t> have;  // → ms left
   std::map<std::string, std::string> set_profile;
   for (const auto& p : config.profiles) {
     for (Family f : {Family::v4, Family::v6}) {
       std::string set = grant_set_name(p.name, f);
       set_profile[set] = p.name;
-      if (!listing) continue;
+      if (!table_exists) continue;
       auto elems = nfnl_->dump_set(kTable, set, f);
       if (!elems) continue;  // a set the table lacks: the ruleset is replaced below
       for (const auto& e : *elems) have[{set, e.addr}] = e.expires_ms;
@@ -112,7 +113,7 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
   }
 
   std::string text = ruleset_text(config, queue_mode_);
-  bool replace = !listing || text != installed_text_ || *listing != installed_listing_;
+  bool replace = !table_exists || text != installed_text_ || *listing != installed_listing_;
   std::vector<InstalledGrant> to_add, to_remove;
   for (const auto& [k, g] : want) {
     auto it = have.find(k);
@@ -152,7 +153,7 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
       auto ins = nfnl_->insert_xt_queue(kTable, std::string(kVerdictChain), q);
       if (!ins) return ins.error();
     }
-    auto after = nft_->list_table_rules(kTable);
+    auto after = nfnl_->fingerprint(kTable);
     if (!after) return after.error();
     installed_text_ = std::move(text);
     installed_listing_ = std::move(*after);
@@ -211,7 +212,9 @@ Result<Ok> KernelState::remove_all() {
   return Ok{};
 }
 
-int KernelState::netlink_fd() const { return routing_->event_fd(); }
+int KernelState::netlink_fd() const {
+  return routing_->event_fd();
+}
 
 bool KernelState::process_netlink() {
   std::set<std::string> devices;
@@ -227,9 +230,8 @@ bool KernelState::process_netlink() {
 }
 
 std::string KernelState::features() const {
-  return queue_mode_ == QueueMode::native
-             ? "nfqueue: nft queue statement"
-             : "nfqueue: xt NFQUEUE via nft_compat (no nft queue)";
+  return queue_mode_ == QueueMode::native ? "nfqueue: nft queue statement"
+                                          : "nfqueue: xt NFQUEUE via nft_compat (no nft queue)";
 }
 
 }  // namespace kg::policyd

@@ -69,7 +69,7 @@ class KernelState {
   std::unique_ptr<Conntrack> conntrack_;
   QueueMode queue_mode_ = QueueMode::native;
   std::string installed_text_;     // the ruleset text we loaded last
-  std::string installed_listing_;  // nft's listing of it right after (rules only)
+  std::string installed_listing_;  // the kernel's chains and rules right after (fingerprint)
 };
 
 }  // namespace kg::policyd

@@ -14,7 +14,9 @@ Result<std::unique_ptr<Nft>> Nft::open() {
   return nft;
 }
 
-Nft::~Nft() { nft_ctx_free(ctx_); }
+Nft::~Nft() {
+  nft_ctx_free(ctx_);
+}
 
 Result<std::string> Nft::run_with_flags(const std::string& commands, unsigned output_flags,
                                         bool dry_run) {
@@ -40,11 +42,6 @@ Result<Ok> Nft::check(const std::string& commands) {
   auto r = run_with_flags(commands, 0, true);
   if (!r) return r.error();
   return Ok{};
-}
-
-Result<std::string> Nft::list_table_rules(const std::string& table) {
-  return run_with_flags("list table inet " + table,
-                        NFT_CTX_OUTPUT_TERSE | NFT_CTX_OUTPUT_STATELESS, false);
 }
 
 }  // namespace kg::policyd

@@ -23,9 +23,6 @@ class Nft {
   // Sends the commands to the kernel but does not commit them (nft --check): a probe that
   // changes nothing.
   Result<Ok> check(const std::string& commands);
-  // `list table inet NAME` without set contents and counters (stable for comparisons);
-  // an error when the table does not exist.
-  Result<std::string> list_table_rules(const std::string& table);
 
  private:
   explicit Nft(nft_ctx* ctx) : ctx_(ctx) {}

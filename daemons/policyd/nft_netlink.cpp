@@ -2,6 +2,7 @@
 
 #include <libmnl/libmnl.h>
 #include <libnftnl/batch.h>
+#include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <regex>
 #include <vector>
 
 namespace kg::policyd {
@@ -23,6 +25,9 @@ namespace {
 struct RuleFree {
   void operator()(nftnl_rule* r) const { nftnl_rule_free(r); }
 };
+struct ChainFree {
+  void operator()(nftnl_chain* c) const { nftnl_chain_free(c); }
+};
 struct SetFree {
   void operator()(nftnl_set* s) const { nftnl_set_free(s); }
 };
@@ -30,7 +35,9 @@ using RulePtr = std::unique_ptr<nftnl_rule, RuleFree>;
 using SetPtr = std::unique_ptr<nftnl_set, SetFree>;
 constexpr size_t kBufSize = 8192;  // MNL_SOCKET_BUFFER_SIZE, without its sign
 
-std::string errno_text(int e) { return std::strerror(e); }
+std::string errno_text(int e) {
+  return std::strerror(e);
+}
 
 }  // namespace
 
@@ -45,7 +52,9 @@ Result<std::unique_ptr<NftNetlink>> NftNetlink::open() {
   return std::unique_ptr<NftNetlink>(new NftNetlink(s, mnl_socket_get_portid(s)));
 }
 
-NftNetlink::~NftNetlink() { mnl_socket_close(sock_); }
+NftNetlink::~NftNetlink() {
+  mnl_socket_close(sock_);
+}
 
 Result<Ok> NftNetlink::insert_xt_queue(const std::string& table, const std::string& chain,
                                        const XtQueue& queue) {
@@ -82,9 +91,9 @@ Result<Ok> NftNetlink::insert_xt_queue(const std::string& table, const std::stri
   nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(batch)), seq_++);
   mnl_nlmsg_batch_next(batch);
   // No NLM_F_APPEND: the rule goes to the head of the chain, before the default drop.
-  nlmsghdr* nlh = nftnl_rule_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(batch)),
-                                             NFT_MSG_NEWRULE, NFPROTO_INET,
-                                             NLM_F_CREATE | NLM_F_ACK, seq_++);
+  nlmsghdr* nlh =
+      nftnl_rule_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(batch)),
+                                 NFT_MSG_NEWRULE, NFPROTO_INET, NLM_F_CREATE | NLM_F_ACK, seq_++);
   nftnl_rule_nlmsg_build_payload(nlh, rule.get());
   mnl_nlmsg_batch_next(batch);
   nftnl_batch_end(static_cast<char*>(mnl_nlmsg_batch_current(batch)), seq_++);
@@ -105,6 +114,82 @@ Result<Ok> NftNetlink::insert_xt_queue(const std::string& table, const std::stri
   (void)first_seq;
   if (rc < 0) return Error{"nft: xt NFQUEUE rule: " + errno_text(errno)};
   return Ok{};
+}
+
+namespace {
+
+struct Fingerprint {
+  std::string table;
+  std::vector<std::string> chains, rules;
+};
+
+// libnftnl's own text of an object, without what changes by itself: counters, handles,
+// reference counts.
+std::string stable_text(std::string text) {
+  static const std::regex volatile_parts(
+      R"((pkts|packets) \d+ bytes \d+|handle \d+|use \d+|position \d+)");
+  return std::regex_replace(text, volatile_parts, "");
+}
+
+int on_chain(const nlmsghdr* nlh, void* data) {
+  auto* fp = static_cast<Fingerprint*>(data);
+  std::unique_ptr<nftnl_chain, ChainFree> c(nftnl_chain_alloc());
+  if (!c || nftnl_chain_nlmsg_parse(nlh, c.get()) < 0) return MNL_CB_ERROR;
+  const char* t = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE);
+  if (!t || fp->table != t) return MNL_CB_OK;
+  char buf[1024];
+  nftnl_chain_snprintf(buf, sizeof buf, c.get(), NFTNL_OUTPUT_DEFAULT, 0);
+  fp->chains.push_back(stable_text(buf));
+  return MNL_CB_OK;
+}
+
+int on_rule(const nlmsghdr* nlh, void* data) {
+  auto* fp = static_cast<Fingerprint*>(data);
+  RulePtr r(nftnl_rule_alloc());
+  if (!r || nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) return MNL_CB_ERROR;
+  const char* t = nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE);
+  if (!t || fp->table != t) return MNL_CB_OK;
+  std::vector<char> buf(16384);
+  nftnl_rule_snprintf(buf.data(), buf.size(), r.get(), NFTNL_OUTPUT_DEFAULT, 0);
+  fp->rules.push_back(stable_text(buf.data()));
+  return MNL_CB_OK;
+}
+
+}  // namespace
+
+Result<Ok> NftNetlink::dump(uint16_t type, nftnl_set* elements_of,
+                            int (*on_message)(const nlmsghdr*, void*), void* data,
+                            const std::string& what) {
+  std::vector<char> buf(kBufSize);
+  uint32_t seq = seq_++;
+  nlmsghdr* nlh =
+      nftnl_nlmsg_build_hdr(buf.data(), type, NFPROTO_INET, NLM_F_DUMP | NLM_F_ACK, seq);
+  // Chains and rules: the whole family, our table is picked out in the callbacks.
+  if (elements_of) nftnl_set_elems_nlmsg_build_payload(nlh, elements_of);
+  if (mnl_socket_sendto(sock_, nlh, nlh->nlmsg_len) < 0) {
+    return Error{"nfnetlink: send: " + errno_text(errno)};
+  }
+  std::vector<char> rbuf(1 << 16);
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(sock_, rbuf.data(), rbuf.size());
+    if (n < 0) return Error{"nfnetlink: receive: " + errno_text(errno)};
+    int rc = mnl_cb_run(rbuf.data(), static_cast<size_t>(n), seq, portid_, on_message, data);
+    if (rc < 0) return Error{"nft: " + what + ": " + errno_text(errno)};
+    if (rc == MNL_CB_STOP) break;
+  }
+  return Ok{};
+}
+
+Result<std::string> NftNetlink::fingerprint(const std::string& table) {
+  Fingerprint fp{table, {}, {}};
+  auto chains = dump(NFT_MSG_GETCHAIN, nullptr, on_chain, &fp, "dump chains");
+  if (!chains) return chains.error();
+  auto rules = dump(NFT_MSG_GETRULE, nullptr, on_rule, &fp, "dump rules");
+  if (!rules) return rules.error();
+  std::string out;
+  for (const auto& c : fp.chains) out += c + "\n";
+  for (const auto& r : fp.rules) out += r + "\n";
+  return out;
 }
 
 namespace {
@@ -130,23 +215,9 @@ Result<std::vector<SetElement>> NftNetlink::dump_set(const std::string& table,
   nftnl_set_set_str(set.get(), NFTNL_SET_NAME, set_name.c_str());
   nftnl_set_set_u32(set.get(), NFTNL_SET_FAMILY, NFPROTO_INET);
 
-  std::vector<char> buf(kBufSize);
-  uint32_t seq = seq_++;
-  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf.data(), NFT_MSG_GETSETELEM, NFPROTO_INET,
-                                        NLM_F_DUMP | NLM_F_ACK, seq);
-  nftnl_set_elems_nlmsg_build_payload(nlh, set.get());
-  if (mnl_socket_sendto(sock_, nlh, nlh->nlmsg_len) < 0) {
-    return Error{"nfnetlink: send: " + errno_text(errno)};
-  }
   DumpState st{set.get()};
-  std::vector<char> rbuf(1 << 16);
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(sock_, rbuf.data(), rbuf.size());
-    if (n < 0) return Error{"nfnetlink: receive: " + errno_text(errno)};
-    int rc = mnl_cb_run(rbuf.data(), static_cast<size_t>(n), seq, portid_, on_elements, &st);
-    if (rc < 0) return Error{"nft: dump set " + set_name + ": " + errno_text(errno)};
-    if (rc == MNL_CB_STOP) break;
-  }
+  auto dumped = dump(NFT_MSG_GETSETELEM, set.get(), on_elements, &st, "dump set " + set_name);
+  if (!dumped) return dumped.error();
 
   std::vector<SetElement> out;
   nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(set.get());

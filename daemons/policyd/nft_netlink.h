@@ -12,6 +12,8 @@
 #include "common/result.h"
 
 struct mnl_socket;
+struct nlmsghdr;
+struct nftnl_set;
 
 namespace kg::policyd {
 
@@ -37,6 +39,10 @@ class NftNetlink {
   // batch (one transaction).
   Result<Ok> insert_xt_queue(const std::string& table, const std::string& chain,
                              const XtQueue& queue);
+  // The table's chains (type, hook, priority, policy) and rules (expressions), counters and
+  // handles left out: equal fingerprints mean nobody changed our rules. Without going
+  // through libnftables, whose listing of xt targets prints libxtables noise on stderr.
+  Result<std::string> fingerprint(const std::string& table);
   // Every element of inet TABLE SET (ipv4_addr or ipv6_addr keys).
   Result<std::vector<SetElement>> dump_set(const std::string& table, const std::string& set,
                                            Family family);
@@ -45,6 +51,11 @@ class NftNetlink {
   explicit NftNetlink(mnl_socket* s, uint32_t portid) : sock_(s), portid_(portid) {}
   mnl_socket* sock_;
   uint32_t portid_;
+  // One dump request; `on_message` sees every reply message.
+  // One dump request (of the inet family; of one set's elements when `elements_of` is set);
+  // `on_message` sees every reply message.
+  Result<Ok> dump(uint16_t type, nftnl_set* elements_of, int (*on_message)(const nlmsghdr*, void*),
+                  void* data, const std::string& what);
   uint32_t seq_ = 1;
 };
 

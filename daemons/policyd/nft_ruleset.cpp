@@ -31,7 +31,9 @@ std::string iface_set(const std::vector<std::string>& names) {
   return s + " }";
 }
 
-const char* ip_kw(Family f) { return f == Family::v6 ? "ip6" : "ip"; }
+const char* ip_kw(Family f) {
+  return f == Family::v6 ? "ip6" : "ip";
+}
 
 std::string prefix_set(const std::vector<IpPrefix>& prefixes, Family f) {
   std::string s;
@@ -88,30 +90,34 @@ std::vector<std::string> profile_matches(const Profile& p) {
         } else {
           flow = std::string(config::allow_proto_name(a.proto)) + " dport " + ports(a.ports);
         }
-        out.push_back(std::string(ip_kw(f)) + " saddr " + src + " " + ip_kw(f) + " daddr " +
-                      dests + " " + flow);
+        out.push_back(std::string(ip_kw(f)) + " saddr " + src + " " + ip_kw(f) + " daddr " + dests +
+                      " " + flow);
       }
     }
   }
   return out;
 }
 
-void line(std::string& s, const std::string& text) { s += "\t\t" + text + "\n"; }
+void line(std::string& s, const std::string& text) {
+  s += "\t\t" + text + "\n";
+}
 
 void chain_head(std::string& s, const char* name, const char* hook_line) {
   s += "\tchain " + std::string(name) + " {\n";
   if (hook_line) s += "\t\t" + std::string(hook_line) + "\n";
 }
 
-void chain_end(std::string& s) { s += "\t}\n"; }
+void chain_end(std::string& s) {
+  s += "\t}\n";
+}
 
 }  // namespace
 
 std::string nft_identifier(std::string_view profile_name) {
   std::string id(profile_name);
   for (char& c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     if (!ok) c = '_';
   }
   return id;
@@ -206,7 +212,8 @@ std::string ruleset_text(const Config& config, QueueMode mode) {
       std::string from_lan = have_wan ? "iifname != " + wan + " " : "";
       std::string statics = prefix_set(p.sources, f);
       if (!statics.empty()) {
-        line(s, from_lan + ip_kw(f) + " saddr " + statics + " fib daddr type unicast jump gate_new");
+        line(s,
+             from_lan + ip_kw(f) + " saddr " + statics + " fib daddr type unicast jump gate_new");
       }
       line(s, from_lan + ip_kw(f) + " saddr @" + grant_set_name(p.name, f) +
                   " fib daddr type unicast jump gate_new");
@@ -351,8 +358,8 @@ Result<std::string> element_delete_text(const Config& config,
   if (!grouped) return grouped.error();
   // `add` first so that `delete` cannot fail on an element that already timed out: the
   // transaction's net effect is "absent" either way.
-  std::string s =
-      per_set(*grouped, "add", [](const ElementKey& k, int64_t) { return k.addr.str() + " timeout 1s"; });
+  std::string s = per_set(
+      *grouped, "add", [](const ElementKey& k, int64_t) { return k.addr.str() + " timeout 1s"; });
   s += per_set(*grouped, "delete", [](const ElementKey& k, int64_t) { return k.addr.str(); });
   return s;
 }

@@ -1,9 +1,9 @@
 #include "policyd/routing.h"
 
-#include <net/if.h>
 #include <linux/fib_rules.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <netlink/addr.h>
 #include <netlink/cache.h>
 #include <netlink/errno.h>
@@ -32,16 +32,24 @@ template <typename T, void (*Free)(T*)>
 struct Deleter {
   void operator()(T* p) const { Free(p); }
 };
-void put_cache(nl_cache* c) { nl_cache_free(c); }
-void put_addr(nl_addr* a) { nl_addr_put(a); }
-void put_msg(nl_msg* m) { nlmsg_free(m); }
+void put_cache(nl_cache* c) {
+  nl_cache_free(c);
+}
+void put_addr(nl_addr* a) {
+  nl_addr_put(a);
+}
+void put_msg(nl_msg* m) {
+  nlmsg_free(m);
+}
 using CachePtr = std::unique_ptr<nl_cache, Deleter<nl_cache, put_cache>>;
 using AddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, put_addr>>;
 using MsgPtr = std::unique_ptr<nl_msg, Deleter<nl_msg, put_msg>>;
 using RulePtr = std::unique_ptr<rtnl_rule, Deleter<rtnl_rule, rtnl_rule_put>>;
 using RoutePtr = std::unique_ptr<rtnl_route, Deleter<rtnl_route, rtnl_route_put>>;
 
-int af(Family f) { return f == Family::v6 ? AF_INET6 : AF_INET; }
+int af(Family f) {
+  return f == Family::v6 ? AF_INET6 : AF_INET;
+}
 
 AddrPtr to_nl(const IpAddr& a, int prefix_len) {
   nl_addr* n = nl_addr_build(a.is_v6() ? AF_INET6 : AF_INET, a.data(), a.size());
@@ -185,8 +193,8 @@ bool rule_is_ours(rtnl_rule* r) {
 
 std::string WantedRule::str() const {
   char buf[128];
-  std::snprintf(buf, sizeof buf, "%s rule pref %" PRIu32 " fwmark 0x%" PRIx32 "/0x%" PRIx32
-                                 " lookup %" PRIu32,
+  std::snprintf(buf, sizeof buf,
+                "%s rule pref %" PRIu32 " fwmark 0x%" PRIx32 "/0x%" PRIx32 " lookup %" PRIu32,
                 family == Family::v6 ? "ipv6" : "ipv4", priority, mark, mask, table);
   return buf;
 }
@@ -254,7 +262,9 @@ Result<RoutingCounts> Routing::reconcile(const config::Config& config) {
   return sync(wanted_rules(config), wanted_routes(config));
 }
 
-Result<RoutingCounts> Routing::remove_all() { return sync({}, {}); }
+Result<RoutingCounts> Routing::remove_all() {
+  return sync({}, {});
+}
 
 Result<RoutingCounts> Routing::sync(const std::vector<WantedRule>& rules,
                                     const std::vector<WantedRoute>& routes) {
@@ -293,8 +303,8 @@ Result<RoutingCounts> Routing::sync(const std::vector<WantedRule>& rules,
     if (done) {
       ++counts.rules_removed;
     } else {
-      counts.failures.push_back("delete rule pref " + std::to_string(rtnl_rule_get_prio(r)) +
-                                ": " + done.error().message);
+      counts.failures.push_back("delete rule pref " + std::to_string(rtnl_rule_get_prio(r)) + ": " +
+                                done.error().message);
     }
   }
   for (size_t i = 0; i < rules.size(); ++i) {
@@ -347,9 +357,8 @@ Result<RoutingCounts> Routing::sync(const std::vector<WantedRule>& rules,
     if (done) {
       ++counts.routes_removed;
     } else {
-      counts.failures.push_back("delete route in table " +
-                                std::to_string(rtnl_route_get_table(r)) + ": " +
-                                done.error().message);
+      counts.failures.push_back("delete route in table " + std::to_string(rtnl_route_get_table(r)) +
+                                ": " + done.error().message);
     }
   }
   for (size_t i = 0; i < routes.size(); ++i) {
@@ -374,7 +383,9 @@ Result<RoutingCounts> Routing::sync(const std::vector<WantedRule>& rules,
   return counts;
 }
 
-int Routing::event_fd() const { return nl_socket_get_fd(events_); }
+int Routing::event_fd() const {
+  return nl_socket_get_fd(events_);
+}
 
 namespace {
 

@@ -6,11 +6,13 @@
 //   kg_kernel_tool CONFIG remove GRANTS     remove_grants (prints conntrack entries deleted)
 //   kg_kernel_tool CONFIG remove-all
 //   kg_kernel_tool CONFIG watch GRANTS SECS reconcile, print "ready", reconcile again on
-//                                           every process_netlink() == true until SECS pass
+//                                           every process_netlink() == true and on every
+//                                           SIGUSR1 (same KernelState) until SECS pass
 //   kg_kernel_tool CONFIG bench             latency figures (see docs/BENCHMARKS.md)
 //
 // GRANTS: a text file, one grant per line: `ID SOURCE PROFILE SECONDS_LEFT`.
 #include <poll.h>
+#include <signal.h>
 #include <time.h>
 
 #include <algorithm>
@@ -26,6 +28,11 @@
 #include "policyd/kernel_state.h"
 
 namespace {
+
+volatile sig_atomic_t g_again = 0;
+void on_usr1(int) {
+  g_again = 1;
+}
 
 using kg::policyd::InstalledGrant;
 using kg::policyd::KernelState;
@@ -76,7 +83,9 @@ double percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
-kg::IpAddr nth_address(uint32_t i) { return kg::IpAddr::v4(0x0a000000U + i); }  // 10.x.y.z
+kg::IpAddr nth_address(uint32_t i) {
+  return kg::IpAddr::v4(0x0a000000U + i);
+}  // 10.x.y.z
 
 int bench(const kg::config::Config& config, KernelState& ks) {
   using Clock = std::chrono::steady_clock;
@@ -120,8 +129,8 @@ int bench(const kg::config::Config& config, KernelState& ks) {
   t0 = Clock::now();
   auto rec = (*fresh)->reconcile(config, many);
   if (!rec) return fail(rec.error());
-  std::printf("reconcile 100000 grants after restart: %.0f ms (%s)\n",
-              us(Clock::now() - t0) / 1000, rec->summary().c_str());
+  std::printf("reconcile 100000 grants after restart: %.0f ms (%s)\n", us(Clock::now() - t0) / 1000,
+              rec->summary().c_str());
   t0 = Clock::now();
   rec = (*fresh)->reconcile(config, many);
   if (!rec) return fail(rec.error());
@@ -142,7 +151,8 @@ int bench(const kg::config::Config& config, KernelState& ks) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s CONFIG apply|add|remove|remove-all|watch|bench [GRANTS] [SECS]\n",
+    std::fprintf(stderr,
+                 "usage: %s CONFIG apply|add|remove|remove-all|watch|bench [GRANTS] [SECS]\n",
                  argv[0]);
     return 2;
   }
@@ -181,6 +191,7 @@ int main(int argc, char** argv) {
     std::printf("removed\n");
   } else if (cmd == "watch") {
     double secs = argc > 4 ? std::atof(argv[4]) : 10;
+    signal(SIGUSR1, on_usr1);
     auto r = ks.reconcile(config, grants);
     if (!r) return fail(r.error());
     std::printf("ready: %s\n", r->summary().c_str());
@@ -191,6 +202,13 @@ int main(int argc, char** argv) {
       if (poll(&p, 1, 100) > 0 && ks.process_netlink()) {
         auto again = ks.reconcile(config, grants);
         std::printf("link back: %s\n",
+                    again ? again->summary().c_str() : again.error().message.c_str());
+        std::fflush(stdout);
+      }
+      if (g_again) {
+        g_again = 0;
+        auto again = ks.reconcile(config, grants);
+        std::printf("again: %s\n",
                     again ? again->summary().c_str() : again.error().message.c_str());
         std::fflush(stdout);
       }

@@ -71,12 +71,12 @@ TEST(NftRuleset, ShippedProfilesFailClosedXt) {
   auto c = shipped();
   std::string t = ruleset_text(c, QueueMode::xt_fallback);
   // One atomic replacement of our table and nothing else.
-  EXPECT_EQ(t.rfind("add table inet knockgate\ndelete table inet knockgate\ntable inet knockgate {\n",
-                    0),
-            0U);
+  EXPECT_EQ(
+      t.rfind("add table inet knockgate\ndelete table inet knockgate\ntable inet knockgate {\n", 0),
+      0U);
   EXPECT_EQ(t.find("table ip "), std::string::npos);
-  for (const char* set : {"grant4_ssh_only", "grant6_ssh_only", "grant4_syslog_only",
-                          "grant6_syslog_only"}) {
+  for (const char* set :
+       {"grant4_ssh_only", "grant6_ssh_only", "grant4_syslog_only", "grant6_syslog_only"}) {
     EXPECT_NE(t.find(std::string("\tset ") + set + " {\n"), std::string::npos) << set;
   }
   EXPECT_NE(t.find("type ipv4_addr\n\t\tflags timeout"), std::string::npos);
@@ -89,7 +89,8 @@ TEST(NftRuleset, ShippedProfilesFailClosedXt) {
   EXPECT_EQ(chain(t, "gate"),
             (std::vector<std::string>{
                 "type filter hook prerouting priority dstnat + 10; policy accept;",
-                "ct state established,related ct direction original ct mark & 0xff000000 != 0x00000000 meta mark set "
+                "ct state established,related ct direction original ct mark & 0xff000000 != "
+                "0x00000000 meta mark set "
                 "ct mark",
                 "ct state established,related accept",
                 "iifname { \"kg-wan\" } fib daddr type unicast jump gate_new",
@@ -99,13 +100,12 @@ TEST(NftRuleset, ShippedProfilesFailClosedXt) {
                 "jump gate_new",
                 "iifname != { \"kg-wan\" } ip6 saddr @grant6_syslog_only fib daddr type unicast "
                 "jump gate_new"}));
-  EXPECT_EQ(chain(t, "gate_new"),
-            (std::vector<std::string>{
-                "ct state new tcp flags & (fin|syn|rst|ack) == syn jump verdict",
-                "meta l4proto tcp drop", "ct state new jump verdict", "drop"}));
+  EXPECT_EQ(
+      chain(t, "gate_new"),
+      (std::vector<std::string>{"ct state new tcp flags & (fin|syn|rst|ack) == syn jump verdict",
+                                "meta l4proto tcp drop", "ct state new jump verdict", "drop"}));
   // Fail-closed: no kernel marks, a drop after the (empty until inserted) queue chain.
-  EXPECT_EQ(chain(t, "verdict"),
-            (std::vector<std::string>{"jump verdict_queue", "counter drop"}));
+  EXPECT_EQ(chain(t, "verdict"), (std::vector<std::string>{"jump verdict_queue", "counter drop"}));
   EXPECT_TRUE(chain(t, "verdict_queue").empty());
   EXPECT_NE(t.find("\tchain verdict_queue {\n"), std::string::npos);
 
@@ -134,9 +134,8 @@ TEST(NftRuleset, ShippedProfilesFailClosedXt) {
                 "type filter hook postrouting priority mangle; policy accept;",
                 "ct state new meta mark & 0xff000000 != 0x00000000 ct mark set meta mark"}));
   EXPECT_EQ(chain(t, "postrouting_nat"),
-            (std::vector<std::string>{
-                "type nat hook postrouting priority srcnat; policy accept;",
-                "oifname { \"kg-wan\" } masquerade"}));
+            (std::vector<std::string>{"type nat hook postrouting priority srcnat; policy accept;",
+                                      "oifname { \"kg-wan\" } masquerade"}));
   EXPECT_EQ(kg::policyd::mark_union(c), 0xff000000U);
 }
 
@@ -151,8 +150,9 @@ TEST(NftRuleset, NativeQueueAndRanges) {
   EXPECT_EQ(kg::policyd::queue_statement(c.options), "queue num 4-7 bypass,fanout");
   c.options.verdict_fail_open = false;
   EXPECT_EQ(kg::policyd::queue_statement(c.options), "queue num 4-7 fanout");
-  auto parsed = parse("[options]\nVerdictQueue = 2-3\n[profile p]\ndirection = inbound\n"
-                      "expose = udp/53 -> 192.168.50.10:5353\n");
+  auto parsed = parse(
+      "[options]\nVerdictQueue = 2-3\n[profile p]\ndirection = inbound\n"
+      "expose = udp/53 -> 192.168.50.10:5353\n");
   EXPECT_EQ(chain(ruleset_text(parsed, QueueMode::native), "verdict_queue"),
             (std::vector<std::string>{"counter queue num 2-3 fanout"}));
 }
@@ -182,28 +182,37 @@ TEST(NftRuleset, Ipv6AndSeveralWanInterfaces) {
             "meta nfproto ipv6 iifname { \"wan0\", \"wan1\" } fib daddr type local tcp dport 443 "
             "dnat ip6 to [fd00:50::10]:8443");
   auto fwd = chain(t, "forward");
-  auto has = [&](const std::string& l) { return std::find(fwd.begin(), fwd.end(), l) != fwd.end(); };
-  EXPECT_TRUE(has("meta mark & 0x0f000000 == 0x01000000 ip6 saddr @grant6_web6 ip6 daddr "
-                  "fd00:50::10 tcp dport 8443 accept"));
+  auto has = [&](const std::string& l) {
+    return std::find(fwd.begin(), fwd.end(), l) != fwd.end();
+  };
+  EXPECT_TRUE(
+      has("meta mark & 0x0f000000 == 0x01000000 ip6 saddr @grant6_web6 ip6 daddr "
+          "fd00:50::10 tcp dport 8443 accept"));
   // A profile without fwmark is checked by set membership and flow alone.
-  EXPECT_TRUE(has("ip6 saddr { fd00:50::20/128 } ip6 daddr { 2001:db8:9::/48 } udp dport 123 "
-                  "accept"));
-  EXPECT_TRUE(has("ip6 saddr @grant6_ntp ip6 daddr { 2001:db8:9::/48 } meta l4proto ipv6-icmp "
-                  "accept"));
-  EXPECT_TRUE(has("ip saddr { 192.168.50.21/32 } ip daddr { 198.51.100.0/24 } meta l4proto icmp "
-                  "accept"));
+  EXPECT_TRUE(
+      has("ip6 saddr { fd00:50::20/128 } ip6 daddr { 2001:db8:9::/48 } udp dport 123 "
+          "accept"));
+  EXPECT_TRUE(
+      has("ip6 saddr @grant6_ntp ip6 daddr { 2001:db8:9::/48 } meta l4proto ipv6-icmp "
+          "accept"));
+  EXPECT_TRUE(
+      has("ip saddr { 192.168.50.21/32 } ip daddr { 198.51.100.0/24 } meta l4proto icmp "
+          "accept"));
   EXPECT_TRUE(has("iifname { \"wan0\", \"wan1\" } counter drop"));
   EXPECT_EQ(chain(t, "postrouting_nat")[1], "oifname { \"wan0\", \"wan1\" } masquerade");
   EXPECT_EQ(kg::policyd::mark_union(c), 0xf000000U);
   auto gate = chain(t, "gate");
   ASSERT_GE(gate.size(), 2U);
-  EXPECT_EQ(gate[1], "ct state established,related ct direction original ct mark & 0x0f000000 != 0x00000000 meta mark "
-                     "set ct mark");
+  EXPECT_EQ(gate[1],
+            "ct state established,related ct direction original ct mark & 0x0f000000 != 0x00000000 "
+            "meta mark "
+            "set ct mark");
 }
 
 TEST(NftRuleset, NoMarksNoWan) {
-  auto c = parse("[options]\nInterface = eth0\n[profile p]\ndirection = inbound\n"
-                 "expose = tcp/22 -> 192.168.50.10:22\n");
+  auto c = parse(
+      "[options]\nInterface = eth0\n[profile p]\ndirection = inbound\n"
+      "expose = tcp/22 -> 192.168.50.10:22\n");
   c.options.wan_interfaces.clear();
   std::string t = ruleset_text(c, QueueMode::native);
   EXPECT_EQ(t.find("postrouting_mark"), std::string::npos);  // no marks: nothing to save
@@ -217,7 +226,7 @@ TEST(NftRuleset, ElementAdd) {
   std::vector<InstalledGrant> g{
       {1, *IpAddr::parse("203.0.113.10"), "ssh-only", kNow + 60 * kSecond},
       {2, *IpAddr::parse("2001:db8:1::10"), "ssh-only", kNow + kSecond + 1},
-      {3, *IpAddr::parse("203.0.113.11"), "ssh-only", kNow - kSecond},       // expired
+      {3, *IpAddr::parse("203.0.113.11"), "ssh-only", kNow - kSecond},        // expired
       {4, *IpAddr::parse("203.0.113.10"), "ssh-only", kNow + 120 * kSecond},  // same source
       {5, *IpAddr::parse("192.168.50.30"), "syslog-only", kNow + 1},
   };
