@@ -225,7 +225,7 @@ class KernelStateTest(unittest.TestCase):
                     "protocol", str(PROTO))
             self.gw("ip", "route", "del", "default", "table", "120")
             r = self.tool(conf, "apply", g)
-            self.assertIn("ruleset replaced, elements +1/-1, ip rules +1/-2, routes +1/-0",
+            self.assertIn("ruleset replaced, 1 elements loaded, ip rules +1/-2, routes +1/-0",
                           r.stdout)
             self.assert_shipped_state({"203.0.113.10"})
             fwd = self.gw("nft", "list", "chain", "inet", "knockgate", "forward").stdout
@@ -260,7 +260,7 @@ class KernelStateTest(unittest.TestCase):
         self.assertIn("ruleset unchanged, elements +1/-1", again(2))
         self.assert_shipped_state({"203.0.113.10"})
         self.gw("nft", "insert rule inet knockgate forward accept")
-        self.assertIn("ruleset replaced, elements +0/-0", again(3))
+        self.assertIn("ruleset replaced, 1 elements loaded", again(3))
         self.assert_shipped_state({"203.0.113.10"})
         fwd = self.gw("nft", "list", "chain", "inet", "knockgate", "forward").stdout
         self.assertNotRegex(fwd, r"\n\t\taccept\n\t\tct state")
