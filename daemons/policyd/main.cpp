@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
@@ -20,7 +21,9 @@
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "common/knocklog.h"
 #include "common/log.h"
@@ -32,6 +35,7 @@
 #include "policyd/broadcast.h"
 #include "policyd/config_bridge.h"
 #include "policyd/control.h"
+#include "policyd/kernel_state.h"
 #include "policyd/policy.h"
 
 namespace {
@@ -122,6 +126,30 @@ kg::ipc::PeerPolicy peer_policy(const kg::config::Options& o) {
   return kg::ipc::standard_peer_policy(rules);
 }
 
+// Grants' kernel effects through the kernel layer (contract A).
+class KernelInstaller final : public kg::policyd::GrantInstaller {
+ public:
+  explicit KernelInstaller(kg::policyd::KernelState& kernel) : kernel_(kernel) {}
+  kg::Result<kg::Ok> add(std::span<const kg::policyd::GrantInstall> grants) override {
+    const auto v = convert(grants);
+    return kernel_.add_grants(v);
+  }
+  kg::Result<size_t> remove(std::span<const kg::policyd::GrantInstall> grants) override {
+    const auto v = convert(grants);
+    return kernel_.remove_grants(v);
+  }
+  static std::vector<kg::policyd::InstalledGrant> convert(
+      std::span<const kg::policyd::GrantInstall> grants) {
+    std::vector<kg::policyd::InstalledGrant> out;
+    out.reserve(grants.size());
+    for (const auto& g : grants) out.push_back({g.id, g.source, g.profile, g.expires_ns});
+    return out;
+  }
+
+ private:
+  kg::policyd::KernelState& kernel_;
+};
+
 class Daemon {
  public:
   Daemon(Args args, kg::config::Config config)
@@ -154,9 +182,20 @@ class Daemon {
     hooks.status = [this] { return status_info(); };
     hooks.reload = [this] { return reload_config(); };
     control_ = std::make_unique<kg::policyd::Control>(*core_, std::move(hooks));
+    // The kernel layer first: without it no grant can take effect (fail closed).
+    auto kernel = kg::policyd::KernelState::open(config_);
+    if (!kernel) return fail("kernel: " + kernel.error().message);
+    kernel_ = std::move(*kernel);
+    installer_ = std::make_unique<KernelInstaller>(*kernel_);
+    core_->set_installer(installer_.get());
+    kg::log::info("kernel: " + kernel_->features());
     auto started = core_->start();
     if (!started)
       return fail("database " + config_.options.database + ": " + started.error().message);
+    // Active grants back in the kernel, expired ones gone, our rules and routes as the
+    // config says, foreign state untouched.
+    reconcile("start");
+    watch_netlink();
 
     if (auto dir = ensure_runtime_dir(config_.options.runtime_dir); !dir) {
       return fail(dir.error().message);
@@ -253,6 +292,18 @@ class Daemon {
                     ", stopping; pending stop commands stay in the database");
       core_->shutdown();
       status_poll_.cancel();
+      if (netlink_) {
+        boost::system::error_code ignored;
+        netlink_->cancel(ignored);
+        netlink_->release();  // the descriptor belongs to KernelState
+      }
+      // Clean stop: everything we installed goes, nothing else. Grants stay in the
+      // database and come back at the next start.
+      if (auto removed = kernel_->remove_all(); !removed) {
+        kg::log::error("kernel cleanup: " + removed.error().message);
+      } else {
+        kg::log::info("kernel state removed");
+      }
       server_->stop();
       io_.stop();
     });
@@ -295,6 +346,7 @@ class Daemon {
       core_->set_profiles(kg::policyd::grant_profiles(*parsed.config));
       config_ = std::move(*parsed.config);
       config_.options = kept;
+      reconcile("reload");
       summary = "config reloaded: " + std::to_string(config_.doors.size()) + " door(s), " +
                 std::to_string(config_.profiles.size()) + " profile(s), " +
                 std::to_string(grants_before - core_->active_grant_count()) +
@@ -307,6 +359,30 @@ class Daemon {
     if (!errors.empty())
       return kg::Error{errors + "config not reloaded; the previous one stays in effect"};
     return summary;
+  }
+
+  void reconcile(const char* why) {
+    const auto installs = KernelInstaller::convert(core_->active_installs());
+    auto report = kernel_->reconcile(config_, installs);
+    if (!report) {
+      kg::log::error(std::string("kernel reconcile (") + why + "): " + report.error().message);
+      return;
+    }
+    kg::log::info(std::string(why) + ": " + std::to_string(installs.size()) + " grant(s); " +
+                  report->summary());
+  }
+
+  // Link and address events: a link we route through came back, routes need re-adding.
+  void watch_netlink() {
+    const int fd = kernel_->netlink_fd();
+    if (fd < 0) return;
+    if (!netlink_) netlink_ = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
+    netlink_->async_wait(asio::posix::stream_descriptor::wait_read,
+                         [this](const boost::system::error_code& ec) {
+                           if (ec) return;
+                           if (kernel_->process_netlink()) reconcile("link up");
+                           watch_netlink();
+                         });
   }
 
   // captured's counters for `status`: asked every few seconds, the last answer kept.
@@ -329,7 +405,7 @@ class Daemon {
                                                                   started_)
                      .count();
     s.events_received = events_handled_;
-    s.kernel_features = "not installed by this build (grants are recorded and broadcast only)";
+    s.kernel_features = kernel_->features();
     s.policyd_extra = {
         {"doors", static_cast<uint64_t>(config_.doors.size())},
         {"profiles", static_cast<uint64_t>(config_.profiles.size())},
@@ -455,6 +531,9 @@ class Daemon {
   std::unique_ptr<kg::knocklog::Writer> knocklog_;
   std::unique_ptr<PolicyCore> core_;
   std::unique_ptr<kg::ipc::Server> server_;
+  std::unique_ptr<kg::policyd::KernelState> kernel_;
+  std::unique_ptr<KernelInstaller> installer_;
+  std::unique_ptr<asio::posix::stream_descriptor> netlink_;
   asio::steady_timer status_poll_;
   kg::policyd::Broadcaster broadcaster_;
   std::unique_ptr<kg::policyd::Control> control_;
