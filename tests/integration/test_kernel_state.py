@@ -388,6 +388,21 @@ class KernelStateTest(unittest.TestCase):
         self.assertRegex(r.stderr, r"error: nft: Error: No such file or directory \(in: add "
                                    r"element inet knockgate grant4_ssh_only \{ 203\.0\.113\.12 ")
 
+    def test_native_queue_ruleset_parses(self):
+        # Kernels with nft `queue` get the statement in the ruleset itself. This kernel lacks
+        # it, so the kernel refuses that rule (ENOENT) — but nft must parse and send all of it:
+        # no syntax error, and nothing is committed (--check).
+        for extra in ("", "\tVerdictFailOpen = yes\n\tVerdictQueue = 2-5\n"):
+            conf = self.write_conf(shipped_conf(extra))
+            text = self.tool(conf, "ruleset", "native").stdout
+            self.assertIn("queue num", text)
+            r = self.lab.run("gw", ["nft", "-c", "-f", "-"], input=text, check=False)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("Could not process rule: No such file or directory", r.stderr)
+            self.assertRegex(r.stderr, r"\n\s*counter queue num [0-9-]+( bypass,fanout)?\n")
+            self.assertNotIn("syntax error", r.stderr)
+            self.assertIsNone(self.nft_json())
+
     def test_ipv6_exposure_and_two_wan_interfaces_load(self):
         conf = self.write_conf(
             "[options]\n\tInterface = kg-wan, kg-r2\n\tLanInterface = kg-lan\n"

@@ -9,6 +9,7 @@
 //                                           every process_netlink() == true and on every
 //                                           SIGUSR1 (same KernelState) until SECS pass
 //   kg_kernel_tool CONFIG bench             latency figures (see docs/BENCHMARKS.md)
+//   kg_kernel_tool CONFIG ruleset native|xt the generated ruleset text (no kernel access)
 //
 // GRANTS: a text file, one grant per line: `ID SOURCE PROFILE SECONDS_LEFT`.
 #include <poll.h>
@@ -185,6 +186,14 @@ int main(int argc, char** argv) {
   if ((cmd == "apply" || cmd == "add" || cmd == "remove" || cmd == "watch") &&
       (argc < 4 || !read_grants(argv[3], grants))) {
     return 2;
+  }
+  if (cmd == "ruleset") {
+    bool native = argc > 3 && std::string(argv[3]) == "native";
+    std::fputs(kg::policyd::ruleset_text(config, native ? kg::policyd::QueueMode::native
+                                                        : kg::policyd::QueueMode::xt_fallback)
+                   .c_str(),
+               stdout);
+    return 0;
   }
   auto opened = KernelState::open(config);
   if (!opened) return fail(opened.error());
