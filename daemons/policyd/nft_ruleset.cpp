@@ -115,13 +115,7 @@ void chain_end(std::string& s) {
 }  // namespace
 
 std::string nft_identifier(std::string_view profile_name) {
-  std::string id(profile_name);
-  for (char& c : id) {
-    bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-    if (!ok) c = '_';
-  }
-  return id;
+  return config::nft_safe_name(profile_name);
 }
 
 std::string grant_set_name(std::string_view profile_name, Family family) {
