@@ -61,6 +61,8 @@ add_custom_command(OUTPUT ${KG_PKG_OUT}/changelog.Debian.gz
 add_custom_target(kg_package_files ALL DEPENDS ${KG_MAN_GZ} ${KG_PKG_OUT}/changelog.Debian.gz)
 set(KG_DOCDIR ${CMAKE_INSTALL_DATAROOTDIR}/doc/knockgate)
 install(FILES ${KG_PKG_DIR}/copyright ${KG_PKG_OUT}/changelog.Debian.gz DESTINATION ${KG_DOCDIR})
+install(FILES ${KG_PKG_DIR}/lintian-overrides DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/lintian/overrides
+        RENAME knockgate)
 foreach(doc README.md docs/install.md docs/deployment.md docs/migrating-from-knockd.md
             docs/knockd-compatibility.md docs/images.md docs/lab.md docs/protocol.md)
   if(EXISTS ${PROJECT_SOURCE_DIR}/${doc})
@@ -104,17 +106,17 @@ set(CPACK_DEBIAN_PACKAGE_CONFLICTS "")
 set(CPACK_DEBIAN_PACKAGE_HOMEPAGE "https://github.com/knockgate/knockgate")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "knock-authenticated gateway for LAN and VM hosts")
 set(CPACK_PACKAGE_DESCRIPTION
-    "knockgate sits between a WAN and a LAN. Nothing behind it is reachable, and LAN hosts\n"
-    "reach nothing outside, until a client knocks (knockd-compatible port sequences or\n"
-    "single-packet authorization) and a door grants its address a profile: inbound\n"
-    "exposures, egress allowances, firewall marks and routing tables.\n"
+    "knockgate sits between a WAN and a LAN. Nothing behind it is reachable,\n"
+    "and LAN hosts reach nothing outside, until a client knocks (knockd-compatible\n"
+    "port sequences or single-packet authorization) and a door grants its address\n"
+    "a profile: inbound exposures, egress allowances, firewall marks and routing\n"
+    "tables.\n"
     "\n"
-    "This package holds the daemons (knockgate-captured, knockgate-policyd and, when built,\n"
-    "knockgate-verdictd and knockgate-webd), the admin tool knockgatectl, the client\n"
-    "knockgate-knock, systemd units and the default appliance configuration.")
+    "This package holds the daemons (knockgate-captured, knockgate-policyd and,\n"
+    "when built, knockgate-verdictd and knockgate-webd), the admin tool\n"
+    "knockgatectl, the client knockgate-knock, systemd units and the default\n"
+    "appliance configuration.")
 string(REPLACE ";" "" CPACK_PACKAGE_DESCRIPTION "${CPACK_PACKAGE_DESCRIPTION}")
-set(CPACK_DEBIAN_PACKAGE_DESCRIPTION
-    "${CPACK_PACKAGE_DESCRIPTION_SUMMARY}\n${CPACK_PACKAGE_DESCRIPTION}")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${KG_PKG_OUT}/control/postinst ${KG_PKG_OUT}/control/prerm ${KG_PKG_OUT}/control/postrm
     ${KG_PKG_OUT}/control/conffiles)
