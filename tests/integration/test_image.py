@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -71,7 +72,7 @@ class Console:
 
     def expect(self, pattern, timeout):
         end = min(time.monotonic() + timeout, self.deadline)
-        rx = re.compile(pattern)
+        rx = re.compile(pattern, re.DOTALL)
         while True:
             m = rx.search(self.buf)
             if m:
@@ -176,11 +177,13 @@ class ImageBootTest(unittest.TestCase):
             f.write("password=%s\nwan_address=%s/24\n" % (password, GUEST_IP))
         sock = os.path.join(self.tmp, "console.sock")
         t0 = time.monotonic()
+        self.qemu_log = open(os.path.join(self.out, "qemu.log"), "w")
+        self.addCleanup(self.qemu_log.close)
         self.qemu = subprocess.Popen(
             ["ip", "netns", "exec", NS, os.path.join(SOURCE_DIR, "vm", "run-qemu.sh"),
              "-i", self.image, "-S", "-s", seed, "-w", "tap:kgwan0", "-l", "tap:kglan0",
              "-c", "unix:" + sock],
-            stdout=open(os.path.join(self.out, "qemu.log"), "w"), stderr=subprocess.STDOUT)
+            stdout=self.qemu_log, stderr=subprocess.STDOUT)
         con = self.console = Console(sock, os.path.join(self.out, "console.log"),
                                      time.monotonic() + BOOT_TIMEOUT + 300)
         con.expect(r"knockgate login: ", BOOT_TIMEOUT)
@@ -255,6 +258,18 @@ def main():
     if not os.path.exists("/dev/net/tun"):
         print("SKIP: no /dev/net/tun")
         sys.exit(SKIP_RC)
+
+    # SIGTERM/SIGINT (ctest, Ctrl-C) and our own watchdog, before ctest's TIMEOUT would
+    # SIGKILL us, become SystemExit: unittest records it and still runs the cleanups that
+    # stop QEMU and delete the namespace.
+    def stop(signum, _frame):
+        raise SystemExit("stopped by signal %d" % signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
+        signal.signal(sig, stop)
+    budget = int(os.environ.get("KG_TEST_TIMEOUT", "0"))
+    if budget > 60:
+        signal.alarm(budget - 30)
     unittest.main(verbosity=2)
 
 
