@@ -101,7 +101,8 @@ class Console:
         """Runs COMMAND in the guest's shell; returns (exit status, output)."""
         tag = secrets.token_hex(4)
         self.buf = ""
-        self.send("echo KGB%s; %s; echo KGE%s $?" % (tag, command, tag))
+        # Separate lines, so a here-document in COMMAND ends where it should.
+        self.send("echo KGB%s\n%s\necho KGE%s $?" % (tag, command, tag))
         m = self.expect(r"\nKGB%s\n(.*?)KGE%s (\d+)\n" % (tag, tag), timeout)
         return int(m.group(2)), m.group(1)
 
@@ -202,8 +203,9 @@ class ImageBootTest(unittest.TestCase):
                 units.append("knockgate-" + extra)
         rc, out = con.run("systemctl is-system-running --wait >/dev/null; "
                           "systemctl is-active knockgate.target " + " ".join(units), 180)
-        self.assertEqual(rc, 0, "not all knockgate units are active:\n" + out +
-                         con.run("systemctl --no-pager status 'knockgate*'", 30)[1])
+        if rc != 0:
+            self.fail("not all knockgate units are active:\n" + out +
+                      con.run("systemctl --no-pager status 'knockgate*'", 30)[1])
         self.timings["boot to daemons up"] = time.monotonic() - t0
         rc, out = con.run("ip -br addr show kg-wan; ip -br link show kg-lan")
         self.assertEqual(rc, 0, out)
@@ -226,10 +228,11 @@ class ImageBootTest(unittest.TestCase):
         state = "dropped"
         while state != "open" and time.monotonic() - t1 < 30:
             state = tcp_state(TEST_PORT, timeout=2.0)
-        self.assertEqual(state, "open", "the knock did not open the port:\n" +
-                         con.run("nft list set inet kgtest allowed; tail -n 20 "
-                                 "/var/log/knockgate.log; journalctl -n 30 --no-pager "
-                                 "-u 'knockgate*'", 30)[1])
+        if state != "open":
+            self.fail("the knock did not open the port:\n" +
+                      con.run("nft list set inet kgtest allowed; tail -n 20 "
+                              "/var/log/knockgate.log; journalctl -n 30 --no-pager "
+                              "-u 'knockgate*'", 30)[1])
         self.timings["knock to open"] = time.monotonic() - t1
         rc, out = con.run("nft list set inet kgtest allowed")
         self.assertIn(HOST_IP, out)
