@@ -11,6 +11,7 @@ through fw_cfg, then over the serial console:
 Opt-in (ctest label `image`, -DKG_IMAGE_TESTS=ON). Timings are in docs/images.md.
 """
 
+import base64
 import os
 import re
 import secrets
@@ -42,9 +43,13 @@ TEST_DOOR = """
 	command     = /usr/sbin/nft add element inet kgtest allowed { %%IP%% }
 """ % ",".join(KNOCK)
 
-TEST_TABLE = ("table inet kgtest { set allowed { type ipv4_addr; } "
-              "chain input { type filter hook input priority 0; policy accept; "
-              "iifname \"kg-wan\" tcp dport %d ip saddr != @allowed drop; } }" % TEST_PORT)
+TEST_TABLE = """table inet kgtest {
+	set allowed { type ipv4_addr; }
+	chain input {
+		type filter hook input priority 0; policy accept;
+		iifname "kg-wan" tcp dport %d ip saddr != @allowed drop
+	}
+}""" % TEST_PORT
 
 
 def sh(argv, check=True, timeout=60):
@@ -106,6 +111,12 @@ class Console:
         m = self.expect(r"\nKGB%s\n(.*?)KGE%s (\d+)\n" % (tag, tag), timeout)
         return int(m.group(2)), m.group(1)
 
+    def write_file(self, path, content, append=False):
+        """Writes CONTENT to PATH in the guest, as one base64 line (no tabs, no
+        here-documents through the terminal's line discipline)."""
+        data = base64.b64encode(content.encode()).decode()
+        return self.run("echo %s | base64 -d %s %s" % (data, ">>" if append else ">", path))
+
     def close(self):
         self.sock.close()
         self.log.close()
@@ -138,6 +149,10 @@ class ImageBootTest(unittest.TestCase):
             if r.returncode != 0:
                 raise AssertionError("build-image.sh failed:\n" + r.stderr[-3000:])
             image = os.path.join(cls.out, "image", "knockgate.qcow2")
+            # The VMware disk is produced too, and is what its name says.
+            info = sh(["qemu-img", "info", os.path.join(cls.out, "image", "knockgate.vmdk")])
+            if "file format: vmdk" not in info.stdout:
+                raise AssertionError("knockgate.vmdk is not a VMDK:\n" + info.stdout)
         cls.image = image
         cls.knock = None
         for d in (os.path.join(SOURCE_DIR, "build", "package"), BUILD_DIR):
@@ -213,12 +228,13 @@ class ImageBootTest(unittest.TestCase):
 
         if self.knock is None:
             self.skipTest("no knockgate-knock binary built (build/package or the build dir)")
-        rc, out = con.run("nft -f - <<'EOF'\n%s\nEOF" % TEST_TABLE)
+        self.assertEqual(con.write_file("/root/kgtest.nft", TEST_TABLE + "\n")[0], 0)
+        rc, out = con.run("nft -f /root/kgtest.nft")
         self.assertEqual(rc, 0, out)
-        rc, out = con.run("cat >>/etc/knockgate/knockgate.conf <<'EOF'\n%sEOF\n"
-                          "knockgatectl check-config /etc/knockgate/knockgate.conf >/dev/null && "
+        self.assertEqual(con.write_file("/etc/knockgate/knockgate.conf", TEST_DOOR, True)[0], 0)
+        rc, out = con.run("knockgatectl check-config /etc/knockgate/knockgate.conf >/dev/null && "
                           "systemctl restart knockgate.target && "
-                          "systemctl is-active knockgate-policyd knockgate-captured" % TEST_DOOR,
+                          "systemctl is-active knockgate-policyd knockgate-captured",
                           120)
         self.assertEqual(rc, 0, out)
         time.sleep(2)
@@ -236,9 +252,10 @@ class ImageBootTest(unittest.TestCase):
         self.timings["knock to open"] = time.monotonic() - t1
         rc, out = con.run("nft list set inet kgtest allowed")
         self.assertIn(HOST_IP, out)
-        con.send("poweroff")
+        # A clean shutdown is nice, not needed (snapshot mode): the cleanup kills QEMU.
+        con.send("systemctl poweroff --no-block")
         try:
-            self.qemu.wait(120)
+            self.qemu.wait(30)
         except subprocess.TimeoutExpired:
             pass
 
