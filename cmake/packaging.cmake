@@ -71,9 +71,10 @@ foreach(doc README.md docs/install.md docs/deployment.md docs/migrating-from-kno
 endforeach()
 
 # The web console's static files, once web/ has more than its README.
-file(GLOB KG_WEB_FILES ${PROJECT_SOURCE_DIR}/web/*)
+file(GLOB KG_WEB_FILES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/web/*)
 list(FILTER KG_WEB_FILES EXCLUDE REGEX "/README\\.md$")
-if(KG_WEB_FILES)
+# (knockgate-webd's own CMakeLists installs them when it is built.)
+if(KG_WEB_FILES AND NOT TARGET knockgate-webd)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/web/ DESTINATION ${CMAKE_INSTALL_DATAROOTDIR}/knockgate/web
           PATTERN README.md EXCLUDE)
 endif()
