@@ -12,13 +12,18 @@ build_pkgs=(build-essential cmake ninja-build pkg-config git
 run_pkgs=(nftables iproute2 conntrack sqlite3 procps)
 test_pkgs=(knockd fwknop-client fwknop-server hping3 tcpdump iputils-ping netcat-openbsd
   python3)
+# The Debian package and the VM image (vm/build-image.sh, tests labelled package/image).
+# Not part of `all`: scripts/test.sh does not install them; ask with `deps.sh image`.
+image_pkgs=(debootstrap qemu-system-x86 qemu-utils lintian e2fsprogs fdisk extlinux
+  syslinux-common dpkg-dev fakeroot file)
 
 want=("${build_pkgs[@]}" "${run_pkgs[@]}")
 case "${1:-all}" in
   build) want=("${build_pkgs[@]}") ;;
   run) want=("${build_pkgs[@]}" "${run_pkgs[@]}") ;;
   all | test) want+=("${test_pkgs[@]}") ;;
-  *) echo "usage: $0 [build|run|test]" >&2; exit 2 ;;
+  image) want+=("${test_pkgs[@]}" "${image_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|run|test|image]" >&2; exit 2 ;;
 esac
 
 missing=()
