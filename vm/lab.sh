@@ -6,6 +6,11 @@
 #   vm/lab.sh [-t TAG] status            namespaces, addresses, routes, running daemons
 #   vm/lab.sh [-t TAG] exec HOST CMD...  run CMD in HOST (client, client2, gw, ssh, vm, r2, log, sw)
 #   vm/lab.sh [-t TAG] shell HOST        interactive shell in HOST
+#   vm/lab.sh [-t TAG] start [BIN_DIR]   start the appliance in the lab: OpenSSH on the SSH
+#                                        host, syslog on the log server, the four daemons
+#                                        (BIN_DIR: build/release/daemons)
+#   vm/lab.sh [-t TAG] stop              stop what start started
+#   vm/lab.sh [-t TAG] tour [BIN_DIR]    knock, SSH in, the grant in the console, revoke, expiry
 #
 # TAG (default: $LAB_TAG or "kg") prefixes every namespace, so labs can run side by side.
 set -euo pipefail
@@ -13,9 +18,11 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=vm/lablib.sh
 source "$here/lablib.sh"
+# shellcheck source=vm/appliance.sh
+source "$here/appliance.sh"
 
 usage() {
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+ sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -59,6 +66,7 @@ case "$cmd" in
     ;;
   down)
     (($# == 0)) || usage
+    appliance_stop "$tag"
     lab_down "$tag"
     echo "lab $tag is down"
     ;;
@@ -77,6 +85,20 @@ case "$cmd" in
     ns=$(host_ns "$1")
     echo "lab: shell in $ns (exit to leave)" >&2
     exec ip netns exec "$ns" env PS1="[$ns] \\w# " bash --norc -i
+    ;;
+  start)
+    (($# <= 1)) || usage
+    host_ns gw >/dev/null
+    appliance_start "$tag" "$(cd "${1:-$here/../build/release/daemons}" && pwd)"
+    ;;
+  stop)
+    (($# == 0)) || usage
+    appliance_stop "$tag"
+    ;;
+  tour)
+    (($# <= 1)) || usage
+    host_ns gw >/dev/null
+    appliance_tour "$tag" "$(cd "${1:-$here/../build/release/daemons}" && pwd)"
     ;;
   *)
     echo "lab: unknown command '$cmd'" >&2
