@@ -19,6 +19,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -250,8 +251,58 @@ int main(int argc, char** argv) {
         "knock -> grant committed + nft element installed (1000 knocks): p50 %.3f ms, "
         "p99 %.3f ms, max %.3f ms; %zu active\n",
         lat[500], lat[990], lat.back(), core->active_grant_count());
+    // 100 000 grants through the kernel (batches of 1000: one transaction + one nft
+    // transaction each), then a restart: load + reconcile until serving.
+    t0 = Clock::now();
+    for (uint32_t done = 0; done < 100000; done += 1000) {
+      if (!core->grant_many(sources(0x0e000000U + done, 1000), "ssh-only",
+                            kg::ipc::GrantMethod::ctl, "bench", std::nullopt)) {
+        return 1;
+      }
+      io->poll();
+    }
+    const double kcreate_ms = ms_since(t0);
+    std::printf("creation with the kernel: 100000 grants in batches of 1000: %.0f grants/s\n",
+                100000.0 / (kcreate_ms / 1000.0));
+    core.reset();  // as kill -9: the kernel keeps its elements
+    io = std::make_unique<boost::asio::io_context>();
+    t0 = Clock::now();
+    auto ks2 = kg::policyd::KernelState::open(config);
+    if (!ks2) return 1;
+    core = open();
+    if (!core->start()) return 1;
+    const auto installs = KernelInstaller::convert(core->active_installs());
+    auto rec2 = (*ks2)->reconcile(config, installs);
+    if (!rec2) {
+      std::fprintf(stderr, "reconcile: %s\n", rec2.error().message.c_str());
+      return 1;
+    }
+    std::printf("restart with the kernel: open + load + reconcile %zu grants: %.0f ms (%s)\n",
+                installs.size(), ms_since(t0), rec2->summary().c_str());
     core.reset();
-    (void)(*ks)->remove_all();
+    (void)(*ks2)->remove_all();
+
+    // The knockd way, same namespace, same run: a door's command running the nft CLI
+    // (`start_command = nft add element ... %IP% ...`), spawned through /bin/sh per knock.
+    if (std::system("nft add table inet kgbench_peer && nft add set inet kgbench_peer s "
+                    "'{ type ipv4_addr; flags timeout; }'") != 0) {
+      std::fprintf(stderr, "peer: cannot create the scratch table\n");
+      return 1;
+    }
+    std::vector<double> peer;
+    for (uint32_t i = 0; i < 200; ++i) {
+      const std::string cmd = "nft add element inet kgbench_peer s '{ 203.0.114." +
+                              std::to_string(i) + " timeout 1h }'";
+      auto t = Clock::now();
+      if (std::system(cmd.c_str()) != 0) return 1;
+      peer.push_back(ms_since(t));
+    }
+    (void)std::system("nft delete table inet kgbench_peer");
+    std::sort(peer.begin(), peer.end());
+    std::printf(
+        "peer (knockd-style door command: sh -c 'nft add element ...', 200 runs): "
+        "p50 %.3f ms, p99 %.3f ms\n",
+        peer[100], peer[198]);
   }
   return 0;
 }
