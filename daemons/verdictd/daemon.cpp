@@ -185,6 +185,10 @@ void Daemon::on_packet(NfQueue& queue, const QueuedPacket& p) {
         return;
       }
       ++counters_.held;
+      if (log::enabled(log::Level::debug)) {
+        log::debug("hold " + flow.src.str() + " -> " + flow.dst.str() + ":" +
+                   std::to_string(flow.dport) + ": awaiting grant");
+      }
       return;
     }
   }
@@ -244,6 +248,10 @@ void Daemon::on_hold_timer() {
   hold_.expire(now, [this](const HeldPacket& p) {
     queue_io_[p.queue_index].queue->drop(p.packet_id);
     ++counters_.dropped_hold_timeout;
+    if (log::enabled(log::Level::debug)) {
+      log::debug("drop " + p.flow.src.str() + " -> " + p.flow.dst.str() + ":" +
+                 std::to_string(p.flow.dport) + ": hold timeout");
+    }
   });
   flush_all();
   rearm_hold_timer();

@@ -556,6 +556,9 @@ TEST(IpcPeerPolicy, StandardRules) {
   EXPECT_FALSE(decide(Role::captured, 997, 997));
   EXPECT_TRUE(decide(Role::verdictd, 0, 0));
   EXPECT_FALSE(decide(Role::verdictd, 998, 998));
+  EXPECT_TRUE(standard_peer_policy({.verdict_uid = 996})(
+                  Hello{.role = Role::verdictd}, PeerCredentials{.pid = 1, .uid = 996, .gid = 996})
+                  .accepted);
   EXPECT_TRUE(decide(Role::webd, 997, 997));
   EXPECT_FALSE(decide(Role::webd, 0, 0));
   EXPECT_FALSE(decide(Role::webd, 998, 998));
