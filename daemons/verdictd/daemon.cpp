@@ -93,7 +93,8 @@ Result<Ok> Daemon::start() {
   arm_purge_timer();
   std::string queues;
   for (const auto& q : setup_.queues) {
-    queues += (queues.empty() ? "" : ", ") + std::to_string(q->number()) + " (" + q->features() + ")";
+    queues +=
+        (queues.empty() ? "" : ", ") + std::to_string(q->number()) + " (" + q->features() + ")";
   }
   log::info("serving queue " + queues + "; hold " +
             std::to_string(setup_.config.options.verdict_hold_ms) + " ms, " +
@@ -320,8 +321,8 @@ void Daemon::reload() {
   const auto& new_o = parsed.config->options;
   if (old_o.verdict_queue_first != new_o.verdict_queue_first ||
       old_o.verdict_queue_count != new_o.verdict_queue_count ||
-      old_o.verdict_fail_open != new_o.verdict_fail_open || old_o.runtime_dir != new_o.runtime_dir ||
-      old_o.verdict_user != new_o.verdict_user) {
+      old_o.verdict_fail_open != new_o.verdict_fail_open ||
+      old_o.runtime_dir != new_o.runtime_dir || old_o.verdict_user != new_o.verdict_user) {
     log::warn("VerdictQueue, VerdictFailOpen, VerdictUser and RuntimeDir take effect at restart");
   }
   // Counters follow their profile by name.
@@ -353,7 +354,8 @@ ipc::StatusReply Daemon::status(uint32_t request_id) const {
   };
   text("version", KG_SOFTWARE_VERSION);
   add("pid", static_cast<uint64_t>(getpid()));
-  add("uptime_s", static_cast<uint64_t>((clock_ns(CLOCK_MONOTONIC) - started_monotonic_) / 1000000000));
+  add("uptime_s",
+      static_cast<uint64_t>((clock_ns(CLOCK_MONOTONIC) - started_monotonic_) / 1000000000));
   add("grants_active", sync_.cache().grants());
   add("grant_sources", sync_.cache().sources());
   add("grant_seq", sync_.seq());

@@ -84,9 +84,9 @@ class GrantCache {
   size_t used_ = 0;
   std::vector<Grant> pool_;
   int32_t free_ = -1;
-  std::unordered_map<uint64_t, int32_t> by_id_;    // grant id → pool index
-  std::vector<std::string> profile_names_;         // by pool index, for reindexing
-  std::vector<IpAddr> sources_;                    // by pool index
+  std::unordered_map<uint64_t, int32_t> by_id_;  // grant id → pool index
+  std::vector<std::string> profile_names_;       // by pool index, for reindexing
+  std::vector<IpAddr> sources_;                  // by pool index
 };
 
 }  // namespace kg::verdictd

@@ -19,23 +19,26 @@ namespace kg::verdictd {
 
 namespace {
 
-constexpr size_t kRxBuffer = 64 * 1024;  // one datagram: a packet message is ~300 bytes
-constexpr size_t kTxBuffer = 64 * 1024;  // ~1300 verdicts per sendmsg
+constexpr size_t kRxBuffer = 64 * 1024;   // one datagram: a packet message is ~300 bytes
+constexpr size_t kTxBuffer = 64 * 1024;   // ~1300 verdicts per sendmsg
 constexpr size_t kMaxVerdictBytes = 128;  // header + verdict + mark, aligned, with room
 constexpr uint16_t kPacketType = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET;
 
-std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
+std::string errno_text(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
 
 }  // namespace
 
-NfQueue::NfQueue(const QueueOptions& options)
-    : options_(options), rx_(kRxBuffer), tx_(kTxBuffer) {}
+NfQueue::NfQueue(const QueueOptions& options) : options_(options), rx_(kRxBuffer), tx_(kTxBuffer) {}
 
 NfQueue::~NfQueue() {
   if (socket_ != nullptr) mnl_socket_close(socket_);  // the kernel unbinds the queue
 }
 
-int NfQueue::fd() const { return mnl_socket_get_fd(socket_); }
+int NfQueue::fd() const {
+  return mnl_socket_get_fd(socket_);
+}
 
 Result<std::unique_ptr<NfQueue>> NfQueue::open(const QueueOptions& options) {
   std::unique_ptr<NfQueue> q(new NfQueue(options));
@@ -194,9 +197,8 @@ void NfQueue::handle_datagram(Sink& sink, const uint8_t* data, size_t len) {
 
 void NfQueue::put_verdict(uint32_t packet_id, int verdict, bool set_mark, uint32_t mark) {
   if (tx_.size() - tx_used_ < kMaxVerdictBytes) flush();
-  nlmsghdr* nlh =
-      nfq_nlmsg_put(reinterpret_cast<char*>(tx_.data() + tx_used_), NFQNL_MSG_VERDICT,
-                    options_.number);
+  nlmsghdr* nlh = nfq_nlmsg_put(reinterpret_cast<char*>(tx_.data() + tx_used_), NFQNL_MSG_VERDICT,
+                                options_.number);
   nfq_nlmsg_verdict_put(nlh, static_cast<int>(packet_id), verdict);
   if (set_mark) nfq_nlmsg_verdict_put_mark(nlh, mark);
   tx_used_ += NLMSG_ALIGN(nlh->nlmsg_len);
@@ -206,7 +208,9 @@ void NfQueue::accept(uint32_t packet_id, bool set_mark, uint32_t mark) {
   put_verdict(packet_id, NF_ACCEPT, set_mark, mark);
 }
 
-void NfQueue::drop(uint32_t packet_id) { put_verdict(packet_id, NF_DROP, false, 0); }
+void NfQueue::drop(uint32_t packet_id) {
+  put_verdict(packet_id, NF_DROP, false, 0);
+}
 
 void NfQueue::flush() {
   if (tx_used_ == 0) return;

@@ -22,15 +22,15 @@ struct QueueOptions {
   // Bytes of each packet copied to us: IPv6 + a few extension headers + the L4 ports.
   // Anything longer is cut; the decoder works on the cut copy.
   uint32_t copy_range = 192;
-  uint32_t max_len = 8192;                  // kernel queue length (default 1024)
-  int receive_buffer = 8 * 1024 * 1024;     // SO_RCVBUFFORCE
-  bool fail_open = false;                   // NFQA_CFG_F_FAIL_OPEN: full queue passes packets
+  uint32_t max_len = 8192;               // kernel queue length (default 1024)
+  int receive_buffer = 8 * 1024 * 1024;  // SO_RCVBUFFORCE
+  bool fail_open = false;                // NFQA_CFG_F_FAIL_OPEN: full queue passes packets
 };
 
 struct QueuedPacket {
   uint32_t id = 0;
   uint32_t mark = 0;
-  uint32_t original_length = 0;  // NFQA_CAP_LEN, or the payload's length when not cut
+  uint32_t original_length = 0;      // NFQA_CAP_LEN, or the payload's length when not cut
   std::span<const uint8_t> payload;  // the IP packet, at most copy_range bytes
 };
 

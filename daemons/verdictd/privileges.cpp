@@ -16,7 +16,9 @@ namespace {
 
 constexpr unsigned long long kNetAdmin = 1ULL << CAP_NET_ADMIN;
 
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+std::string errno_text(const char* what) {
+  return std::string(what) + ": " + std::strerror(errno);
+}
 
 // capset(2) without libcap: effective = permitted = CAP_NET_ADMIN, inheritable empty.
 Result<Ok> set_only_net_admin() {
@@ -32,10 +34,10 @@ Result<Ok> set_only_net_admin() {
 Result<Ok> drop_bounding_set_except_net_admin() {
   for (int cap = 0; cap <= 63; ++cap) {
     if (cap == CAP_NET_ADMIN) continue;
-    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
-      if (errno == EINVAL) break;  // past the kernel's last capability
-      return Error{errno_text("PR_CAPBSET_DROP")};
-    }
+    const int in_set = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+    if (in_set < 0) break;  // past the kernel's last capability
+    if (in_set == 0) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) return Error{errno_text("PR_CAPBSET_DROP")};
   }
   return Ok{};
 }
@@ -73,7 +75,8 @@ Result<Ok> keep_only_net_admin() {
   auto caps = read_capabilities();
   if (!caps) return caps.error();
   if ((caps->effective & kNetAdmin) == 0) {
-    return Error{"CAP_NET_ADMIN is needed (start as root, or with AmbientCapabilities=CAP_NET_ADMIN)"};
+    return Error{
+        "CAP_NET_ADMIN is needed (start as root, or with AmbientCapabilities=CAP_NET_ADMIN)"};
   }
   (void)drop_bounding_set_except_net_admin();  // needs CAP_SETPCAP; systemd already did it
   if (auto r = set_only_net_admin(); !r) return r;

@@ -32,14 +32,30 @@ void* operator new[](size_t size) {
   if (void* p = counted_alloc(size)) return p;
   throw std::bad_alloc();
 }
-void* operator new(size_t size, const std::nothrow_t&) noexcept { return counted_alloc(size); }
-void* operator new[](size_t size, const std::nothrow_t&) noexcept { return counted_alloc(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  return counted_alloc(size);
+}
+void* operator new[](size_t size, const std::nothrow_t&) noexcept {
+  return counted_alloc(size);
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, size_t) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
+void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  std::free(p);
+}
 
 namespace kg::verdictd {
 namespace {
@@ -79,7 +95,9 @@ config::Config load() {
   return *r.config;
 }
 
-IpAddr ip(const char* s) { return *IpAddr::parse(s); }
+IpAddr ip(const char* s) {
+  return *IpAddr::parse(s);
+}
 
 Flow tcp(const char* src, const char* dst, uint16_t port) {
   Flow f;
@@ -110,8 +128,8 @@ void put16(std::vector<uint8_t>& p, size_t at, uint16_t v) {
   p[at + 1] = static_cast<uint8_t>(v);
 }
 
-std::vector<uint8_t> ipv4(const char* src, const char* dst, uint8_t proto,
-                          std::vector<uint8_t> l4, uint16_t frag = 0) {
+std::vector<uint8_t> ipv4(const char* src, const char* dst, uint8_t proto, std::vector<uint8_t> l4,
+                          uint16_t frag = 0) {
   std::vector<uint8_t> p(20);
   p[0] = 0x45;
   put16(p, 2, static_cast<uint16_t>(20 + l4.size()));
@@ -252,9 +270,7 @@ TEST_F(VerdictTest, UnknownProfileNeverMatchesUntilReindexed) {
 TEST_F(VerdictTest, HashTableChurnKeepsEveryEntryReachable) {
   std::mt19937 rng(7);
   std::vector<uint64_t> live;
-  auto addr_of = [](uint64_t id) {
-    return IpAddr::v4(static_cast<uint32_t>(0x0a000000U + id));
-  };
+  auto addr_of = [](uint64_t id) { return IpAddr::v4(static_cast<uint32_t>(0x0a000000U + id)); };
   for (uint64_t id = 1; id <= 20000; ++id) {
     ipc::GrantRecord g = grant(id, "10.0.0.1", "ssh-only", kNow + 60 * kSec);
     g.source = addr_of(id);
@@ -422,26 +438,22 @@ TEST_F(VerdictTest, SnapshotInChunksReplacesStateAtLast) {
 
   // Deltas in order apply; a duplicate is ignored; a gap asks for a new snapshot and the
   // old state keeps serving until it is in.
-  EXPECT_EQ(sync.on_delta(delta(6, ipc::GrantOp::remove,
-                                grant(1, "203.0.113.10", "ssh-only", kNow)),
-                          ch),
-            SyncAction::none);
+  EXPECT_EQ(
+      sync.on_delta(delta(6, ipc::GrantOp::remove, grant(1, "203.0.113.10", "ssh-only", kNow)), ch),
+      SyncAction::none);
   EXPECT_FALSE(sync.cache().find(a, profiles, kNow));
-  EXPECT_EQ(sync.on_delta(delta(6, ipc::GrantOp::add,
-                                grant(9, "203.0.113.10", "ssh-only", kNow + kSec)),
-                          ch),
+  EXPECT_EQ(sync.on_delta(
+                delta(6, ipc::GrantOp::add, grant(9, "203.0.113.10", "ssh-only", kNow + kSec)), ch),
             SyncAction::none);
   EXPECT_FALSE(sync.cache().find(a, profiles, kNow));  // duplicate seq ignored
-  EXPECT_EQ(sync.on_delta(delta(8, ipc::GrantOp::remove,
-                                grant(2, "203.0.113.11", "ssh-only", kNow)),
-                          ch),
-            SyncAction::resubscribe);
+  EXPECT_EQ(
+      sync.on_delta(delta(8, ipc::GrantOp::remove, grant(2, "203.0.113.11", "ssh-only", kNow)), ch),
+      SyncAction::resubscribe);
   EXPECT_TRUE(sync.cache().find(b, profiles, kNow));  // gap: not applied
   EXPECT_EQ(sync.stats().gaps, 1U);
   const auto sub2 = sync.subscribe();
   // Deltas before the new snapshot are covered by it; chunks of the old request ignored.
-  sync.on_delta(delta(7, ipc::GrantOp::add, grant(3, "203.0.113.12", "ssh-only", kNow + kSec)),
-                ch);
+  sync.on_delta(delta(7, ipc::GrantOp::add, grant(3, "203.0.113.12", "ssh-only", kNow + kSec)), ch);
   sync.on_snapshot(snap(sub.request_id, 5, true, true, {}), ch);
   EXPECT_TRUE(sync.cache().find(b, profiles, kNow));  // still the old state
   ch = {};
@@ -466,8 +478,7 @@ TEST_F(VerdictTest, DeltaOpsPendingAddExtend) {
   ASSERT_EQ(ch.sources.size(), 1U);
   EXPECT_EQ(ch.sources[0], a.src);
   EXPECT_TRUE(sync.cache().state(a.src, kNow).pending);
-  sync.on_delta(delta(3, ipc::GrantOp::add, grant(4, "203.0.113.10", "ssh-only", kNow + kSec)),
-                ch);
+  sync.on_delta(delta(3, ipc::GrantOp::add, grant(4, "203.0.113.10", "ssh-only", kNow + kSec)), ch);
   EXPECT_FALSE(sync.cache().state(a.src, kNow).pending);
   EXPECT_EQ(decide(a, sync.cache(), profiles, kNow).verdict, Verdict::accept);
   sync.on_delta(
