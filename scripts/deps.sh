@@ -11,7 +11,7 @@ build_pkgs=(build-essential cmake ninja-build pkg-config git
   libboost-dev libboost-system-dev libsqlite3-dev libssl-dev libsodium-dev libsystemd-dev)
 run_pkgs=(nftables iproute2 conntrack sqlite3 procps)
 test_pkgs=(knockd fwknop-client fwknop-server hping3 tcpdump iputils-ping netcat-openbsd
-  python3)
+  python3 iperf3 openssh-server openssh-client iptables)
 
 want=("${build_pkgs[@]}" "${run_pkgs[@]}")
 case "${1:-all}" in

@@ -1,0 +1,170 @@
+"""The appliance end to end with verdictd: real policyd, captured and verdictd in the gw
+namespace, real OpenSSH server on the ssh host, knocks from the client with
+knockgate-knock, grants through policyd's broadcast. The gate ruleset is installed by hand
+(tests/integration/verdict_lab.py) until policyd installs its own.
+
+Skips (77) when this build's policyd does not serve grant subscriptions yet."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+import unittest
+
+import kglab
+import verdict_lab as vl
+
+BUILD = vl.BUILD
+POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
+CAPTURED = os.path.join(BUILD, "daemons", "captured", "knockgate-captured")
+KNOCK = os.path.join(BUILD, "daemons", "knock", "knockgate-knock")
+CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
+
+DOORS = """
+[openSSH]
+  sequence = 7000,8000,9000
+  seq_timeout = 5
+  tcpflags = syn
+  grant = ssh-only
+"""
+
+
+def sshd_setup(lab):
+    """A real OpenSSH server for root with one authorised key, all files in the workdir."""
+    w = lab.dir("sshd")
+    hostkey = os.path.join(w, "host_ed25519")
+    userkey = os.path.join(w, "user_ed25519")
+    for k in (hostkey, userkey):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", k], check=True)
+    auth = os.path.join(w, "authorized_keys")
+    shutil.copy(userkey + ".pub", auth)
+    os.chmod(auth, 0o600)
+    cfg = os.path.join(w, "sshd_config")
+    with open(cfg, "w") as f:
+        f.write("Port 22\nListenAddress 0.0.0.0\nHostKey %s\nAuthorizedKeysFile %s\n"
+                "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+                "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+                "PidFile %s/sshd.pid\nLogLevel VERBOSE\n" % (hostkey, auth, w))
+    os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation directory
+    sshd = lab.start("ssh", ["/usr/sbin/sshd", "-D", "-e", "-f", cfg], os.path.join(w, "sshd.out"))
+    known = os.path.join(w, "known_hosts")
+    return sshd, userkey, known
+
+
+class E2E(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not all(os.path.exists(p) for p in (POLICYD, CAPTURED, KNOCK, CTL, vl.VERDICTD)):
+            raise unittest.SkipTest("daemons not built")
+        if not os.path.exists("/usr/sbin/sshd"):
+            raise unittest.SkipTest("openssh-server not installed")
+        cls.lab = kglab.Lab("full").__enter__()
+        try:
+            vl.install_gate(cls.lab)
+            cls.conf, cls.w = vl.write_conf(cls.lab, extra="")
+            with open(cls.conf, "a") as f:
+                f.write(DOORS)
+            cls.policyd = cls.lab.start("gw", [POLICYD, "-c", cls.conf, "-v"],
+                                        os.path.join(cls.w, "policyd.out"))
+            assert cls.policyd.wait_for_output(r"listening on", 5), cls.policyd.output()
+            cls.captured = cls.lab.start("gw", [CAPTURED, "-c", cls.conf, "-v"],
+                                         os.path.join(cls.w, "captured.out"))
+            assert cls.captured.wait_for_output(r"connected to policyd", 5), cls.captured.output()
+            cls.verdictd = vl.start_verdictd(cls.lab, cls.conf)
+            if not cls.verdictd.wait_for_output(r"grant snapshot at seq", 5):
+                raise unittest.SkipTest("policyd does not serve grant subscriptions yet:\n" +
+                                        cls.verdictd.output()[-2000:])
+            cls.sshd, cls.key, cls.known = sshd_setup(cls.lab)
+            time.sleep(0.3)
+        except BaseException:
+            cls.lab.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.lab.close()
+
+    def ctl(self, *args, check=True):
+        return self.lab.run("gw", [CTL, "-c", self.conf] + list(args), check=check)
+
+    def revoke_all(self):
+        for src in (kglab.CLIENT4, kglab.CLIENT2_4):
+            self.ctl("revoke", src, check=False)
+
+    def ssh(self, client="client", timeout=8):
+        return self.lab.run(client, ["ssh", "-i", self.key, "-o", "BatchMode=yes",
+                                     "-o", "StrictHostKeyChecking=no",
+                                     "-o", "UserKnownHostsFile=" + self.known,
+                                     "-o", "ConnectTimeout=3", "root@" + kglab.GW_WAN4, "true"],
+                            check=False, timeout=timeout)
+
+    def test_ssh_only_before_and_after_knock(self):
+        self.revoke_all()
+        self.assertNotEqual(self.ssh().returncode, 0)  # before the knock: closed
+        self.lab.run("client", [KNOCK, kglab.GW_WAN4, "7000", "8000", "9000"])
+        r = self.ssh()
+        self.assertEqual(r.returncode, 0, r.stderr + self.verdictd.output()[-3000:])
+        # Other ports on the same host, and a second client, stay closed.
+        res = vl.probe(self.lab, "client", kglab.GW_WAN4, 80, timeout=0.5)
+        self.assertFalse(res[0][0], res)
+        self.assertNotEqual(self.ssh(client="client2").returncode, 0)
+
+    def test_connect_right_after_knock_never_stalls(self):
+        """The SYN race: connect 0 µs after the last knock, 10 times; no 1 s stall."""
+        times = []
+        script = self.lab.path("knock_connect.sh")
+        with open(script, "w") as f:
+            f.write("%s %s 7000 8000 9000 && python3 %s %s 22 3 1\n"
+                    % (KNOCK, kglab.GW_WAN4, self.lab.path("probe.py"), kglab.GW_WAN4))
+        vl.probe(self.lab, "client", kglab.GW_WAN4, 1, timeout=0.1)  # writes probe.py
+        for _ in range(10):
+            self.revoke_all()
+            time.sleep(0.05)
+            r = self.lab.run("client", ["sh", script], check=False)
+            ok, secs = r.stdout.split()[0] == "ok", float(r.stdout.split()[1])
+            self.assertTrue(ok, r.stdout + r.stderr)
+            times.append(secs)
+        self.assertLess(max(times), 0.9, times)  # a 1 s SYN retransmit would show as ≥ 1 s
+
+    def test_expiry_closes_new_connections(self):
+        self.revoke_all()
+        self.ctl("grant", kglab.CLIENT4, "ssh-only", "--for", "2s")
+        res = vl.probe(self.lab, "client", kglab.GW_WAN4, 22, timeout=1.0)
+        self.assertTrue(res[0][0], res)
+        time.sleep(2.5)
+        res = vl.probe(self.lab, "client", kglab.GW_WAN4, 22, timeout=1.0)
+        self.assertFalse(res[0][0], res)
+
+    def test_policyd_restart_keeps_serving_then_resyncs(self):
+        self.revoke_all()
+        self.ctl("grant", kglab.CLIENT4, "ssh-only", "--for", "60s")
+        time.sleep(0.2)
+        cls = type(self)
+        cls.policyd.stop()
+        res = vl.probe(self.lab, "client", kglab.GW_WAN4, 22, timeout=1.0)
+        self.assertTrue(res[0][0], res)  # the last snapshot serves
+        cls.policyd = self.lab.start("gw", [POLICYD, "-c", self.conf, "-v"],
+                                     os.path.join(self.w, "policyd2.out"))
+        self.assertTrue(cls.policyd.wait_for_output(r"listening on", 5), cls.policyd.output())
+        before = self.verdictd.output().count("grant snapshot at seq")
+        end = time.monotonic() + 10
+        while time.monotonic() < end and self.verdictd.output().count("grant snapshot at seq") <= before:
+            time.sleep(0.1)
+        self.assertGreater(self.verdictd.output().count("grant snapshot at seq"), before,
+                           self.verdictd.output()[-2000:])
+
+
+def policyd_serves_subscriptions():
+    """This build's policyd answers Subscribe (the grants work is in): its binary logs it."""
+    try:
+        with open(POLICYD, "rb") as f:
+            return b" subscribed: " in f.read()
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    if not policyd_serves_subscriptions():
+        print("SKIP: policyd in %s does not serve grant subscriptions yet" % BUILD)
+        raise SystemExit(kglab.SKIP_RC)
+    kglab.main()
