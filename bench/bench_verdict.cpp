@@ -13,12 +13,14 @@ namespace {
 using namespace kg::verdictd;
 
 constexpr int64_t kNow = int64_t{1700000000} * 1000000000;
+// More packets than a cache holds grant slots for, so 100 000 grants are not all hot.
+constexpr int kPackets = 16384;
 
 struct Setup {
   kg::config::Config cfg;
   ProfileSet profiles;
   GrantCache cache{0x9e3779b97f4a7c15ULL};
-  std::vector<std::vector<uint8_t>> packets;  // SYNs from granted sources, round robin
+  std::vector<std::vector<uint8_t>> packets;  // SYNs from granted sources spread over all
 
   explicit Setup(int grants) {
     auto r = kg::config::parse_text(
@@ -37,16 +39,17 @@ struct Setup {
       g.fwmark_mask = 0xff000000;
       cache.upsert(g, 0);
     }
-    for (int i = 0; i < 1024; ++i) {
-      const uint32_t src = 0x0b000000U + static_cast<uint32_t>(i % grants) * 7919U;
+    for (int i = 0; i < kPackets; ++i) {
+      const uint32_t src =
+          0x0b000000U + static_cast<uint32_t>((i * 6151) % grants) * 7919U;
       std::vector<uint8_t> p(40, 0);
       p[0] = 0x45;
       p[3] = 40;
       p[8] = 64;
       p[9] = 6;
-      for (int b = 0; b < 4; ++b) p[12 + b] = static_cast<uint8_t>(src >> (24 - 8 * b));
+      for (unsigned b = 0; b < 4; ++b) p[12 + b] = static_cast<uint8_t>(src >> (24 - 8 * b));
       const uint8_t dst[4] = {192, 168, 50, 10};
-      for (int b = 0; b < 4; ++b) p[16 + b] = dst[b];
+      for (unsigned b = 0; b < 4; ++b) p[16 + b] = dst[b];
       p[23] = 22;
       p[32] = 0x50;
       p[33] = 0x02;
@@ -61,12 +64,12 @@ void BM_Decide(benchmark::State& state) {
   uint64_t accepted = 0;
   for (auto _ : state) {
     Flow f;
-    flow_from_packet(s.packets[i++ & 1023], f);
+    flow_from_packet(s.packets[i++ & (kPackets - 1)], f);
     const Decision d = decide(f, s.cache, s.profiles, kNow);
     accepted += d.verdict == Verdict::accept;
     benchmark::DoNotOptimize(d);
   }
-  if (accepted != state.iterations()) state.SkipWithError("a granted SYN was not accepted");
+  if (accepted != static_cast<uint64_t>(state.iterations())) state.SkipWithError("a granted SYN was not accepted");
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_Decide)->Arg(10)->Arg(100000);

@@ -54,6 +54,20 @@ class VerdictdTest(unittest.TestCase):
         self.assertEqual(caps["Uid"].split()[0], nobody, caps)
         self.assertIn("CAP_NET_ADMIN only", d.output())
 
+    def test_started_unprivileged_with_ambient_net_admin(self):
+        """What the systemd unit does: User= plus AmbientCapabilities=CAP_NET_ADMIN."""
+        argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                "--inh-caps=-all,+net_admin", "--ambient-caps=-all,+net_admin",
+                "--bounding-set=-all,+net_admin", vl.VERDICTD, "-c", self.conf, "-v"]
+        self.d = self.lab.start("gw", argv, self.lab.path("verdictd-setpriv.out"))
+        self.assertTrue(self.d.wait_for_output(r"serving queue", 5), self.d.output())
+        caps = vl.capabilities(self.d.pid)
+        self.assertEqual(int(caps["CapEff"], 16), 1 << 12, caps)
+        self.assertEqual(int(caps["CapAmb"], 16), 0, caps)  # cleared by the daemon
+        self.assertEqual(int(caps["CapInh"], 16), 0, caps)
+        res = vl.probe(self.lab, "vm", vl.LOG_HOST, 514, msg="hello-setpriv")
+        self.assertTrue(res[0][0], res)
+
     def test_static_egress_source_udp_and_tcp_pass_with_mark(self):
         self.start()
         vl.send_udp(self.lab, "vm", vl.LOG_HOST, 514, "hello-udp-static")
@@ -125,6 +139,47 @@ class VerdictdTest(unittest.TestCase):
         self.assertTrue(res[0][0], res)
         self.assertLess(time.monotonic() - t0, 1.0 + 0.5)  # +0.5: python start-up of the probe
         sess.stop()
+
+    def test_queue_flood_from_spoofed_sources(self):
+        """SYNs from ever-new spoofed sources to the exposed port: every one is a hold
+        candidate, the hold table fills and overflows into immediate drops; verdictd stays
+        up and answers a legitimate flow right after."""
+        if not os.path.exists("/usr/sbin/hping3"):
+            self.skipTest("hping3 not installed")
+        d = self.start(debug=False)
+        self.lab.run("client", ["timeout", "3", "hping3", "-q", "-S", "-p", "22", "--flood",
+                                "--rand-source", kglab.GW_WAN4], check=False, timeout=20)
+        self.assertTrue(d.alive(), d.output())
+        q = self.lab.run("gw", ["cat", "/proc/net/netfilter/nfnetlink_queue"]).stdout.split()
+        # queue_total (3rd field): nothing left waiting once the holds expired.
+        time.sleep(0.2)
+        q = self.lab.run("gw", ["cat", "/proc/net/netfilter/nfnetlink_queue"]).stdout.split()
+        self.assertEqual(q[2], "0", q)
+        # id_sequence (8th field): the flood went through the queue, past the hold capacity
+        # (4096), so holds overflowed into immediate drops.
+        self.assertGreater(int(q[7]), 5000, q)
+        res = vl.probe(self.lab, "vm", vl.LOG_HOST, 514, timeout=1.0, msg="after-flood")
+        self.assertTrue(res[0][0], res)
+        self.assertLess(res[0][1], 0.5, res)
+
+    def test_sighup_reloads_profiles(self):
+        d = self.start()
+        self.assertTrue(vl.probe(self.lab, "vm", vl.LOG_HOST, 514)[0][0])
+        with open(self.conf) as f:
+            text = f.read()
+        # The VM host loses its static grant; a broken config first is refused and kept out.
+        with open(self.conf, "w") as f:
+            f.write(text + "\n[profile broken]\n  direction = sideways\n")
+        os.kill(d.pid, signal.SIGHUP)
+        self.assertTrue(d.wait_for_output(r"reload failed; keeping", 3), d.output())
+        self.assertTrue(vl.probe(self.lab, "vm", vl.LOG_HOST, 514)[0][0])
+        with open(self.conf, "w") as f:
+            f.write(text.replace("  sources = 192.168.50.20\n", "  sources = 192.168.50.99\n"))
+        os.kill(d.pid, signal.SIGHUP)
+        self.assertTrue(d.wait_for_output(r"reloaded .*: 2 profiles", 3), d.output())
+        res = vl.probe(self.lab, "vm", vl.LOG_HOST, 514, timeout=0.5)
+        self.assertFalse(res[0][0], res)
+        self.assertTrue(d.alive())
 
     def test_bad_config_is_reported(self):
         bad = self.lab.path("bad.conf")
