@@ -322,6 +322,9 @@ class Daemon {
       kg::log::info("event " + std::to_string(event.event_id) + ": " + event.source.str() + ": " +
                     event.door + ": " + kg::policyd::knock_outcome_name(*outcome));
     }
+    // The action is out; now make the commit power-loss durable before captured forgets
+    // the event.
+    core_->sync_now();
     session->send(kg::ipc::EventAck{event.event_id});
   }
 

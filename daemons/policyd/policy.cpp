@@ -104,7 +104,22 @@ Result<std::unique_ptr<PolicyCore>> PolicyCore::open(boost::asio::io_context& io
   if (!store) return store.error();
   std::unique_ptr<PolicyCore> core(
       new PolicyCore(io, log, std::move(options), std::move(*store), std::move(doors)));
+  // Whatever committed in a handler is synced right after it, once its action is out.
+  PolicyCore* self = core.get();
+  core->store_->on_commit([self] {
+    if (self->sync_posted_) return;
+    self->sync_posted_ = true;
+    boost::asio::post(self->io_, [self] {
+      self->sync_posted_ = false;
+      self->sync_now();
+    });
+  });
   return core;
+}
+
+void PolicyCore::sync_now() {
+  auto synced = store_->sync();
+  if (!synced) kg::log::error("database: " + synced.error().message);
 }
 
 Result<Ok> PolicyCore::start() {

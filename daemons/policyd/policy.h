@@ -127,6 +127,9 @@ class PolicyCore {
 
   // Writes queued audit rows now (the loop does it on its own soon after they queue).
   void flush_audit();
+  // Makes every commit so far durable on disk (see store.h); the loop also does it on its
+  // own right after any handler that committed.
+  void sync_now();
 
   Store& store() { return *store_; }
   size_t scheduled_stop_count() const { return scheduled_.size(); }
@@ -141,6 +144,7 @@ class PolicyCore {
     bool waiting_for_start = false;  // due, but the start command is still running
   };
 
+  bool sync_posted_ = false;
   PolicyCore(boost::asio::io_context& io, knocklog::Writer& log, Options options,
              std::unique_ptr<Store> store, std::vector<DoorActions> doors);
 

@@ -1,10 +1,16 @@
 // policyd's database: schema, migrations and the typed operations the daemon needs.
-// Everything that must survive a crash or power loss is committed with WAL and
-// synchronous=FULL before it takes effect.
+// Everything is committed before it takes effect. Commits run in WAL mode with
+// synchronous=NORMAL: atomic, and durable across a crash of policyd (the WAL is in the
+// page cache), but not yet across power loss. sync() makes them durable on disk; policyd
+// calls it right after the action a commit allows has started, so the ~2 ms fsync of this
+// disk is off the knock-to-action path. Power loss in that window also wipes the kernel
+// state (firewall rules, routes) the action made, and captured still holds the event:
+// EventAck follows sync().
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -77,9 +83,21 @@ Result<Ok> migrate(sql::Connection& db, int64_t target);
 
 class Store {
  public:
-  // Opens or creates the database, sets WAL/synchronous=FULL/foreign_keys and migrates
+  // Opens or creates the database, sets WAL/synchronous=NORMAL/foreign_keys and migrates
   // it to the latest schema.
   static Result<std::unique_ptr<Store>> open(const std::string& path);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // True when commits since the last sync() are not yet on disk.
+  bool needs_sync() const { return unsynced_; }
+  // fdatasync of the WAL; a checkpoint (which syncs WAL and database) instead once the WAL
+  // has grown past kCheckpointPages. No-op when nothing is unsynced.
+  Result<Ok> sync();
+  // Called after every commit (from SQLite's WAL hook): policyd posts a sync() to its loop.
+  void on_commit(std::function<void()> listener) { commit_listener_ = std::move(listener); }
+  static constexpr int kCheckpointPages = 1000;
 
   sql::Connection& connection() { return db_; }
   Result<sql::Transaction> begin() { return sql::Transaction::begin(db_); }
@@ -106,10 +124,16 @@ class Store {
   Result<std::vector<AuditRecord>> audit_after(int64_t after_id, int64_t limit);
 
  private:
-  explicit Store(sql::Connection db) : db_(std::move(db)) {}
+  Store(sql::Connection db, std::string path) : db_(std::move(db)), path_(std::move(path)) {}
   Result<Ok> prepare_statements();
+  static int wal_hook(void* self, sqlite3* db, const char* name, int pages);
 
   sql::Connection db_;
+  std::string path_;
+  int wal_fd_ = -1;  // our own descriptor of PATH-wal, for fdatasync
+  bool unsynced_ = false;
+  int wal_pages_ = 0;
+  std::function<void()> commit_listener_;
   sql::Statement insert_audit_;
   sql::Statement insert_event_seen_;
   sql::Statement prune_event_seen_;
