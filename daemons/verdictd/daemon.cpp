@@ -142,7 +142,10 @@ void Daemon::on_queue_readable(size_t index) {
   const uint64_t enobufs = queue_io_[index].queue->stats().enobufs;
   queue_io_[index].queue->receive(*this, kReadsPerRound);
   queue_io_[index].queue->flush();
-  if (queue_io_[index].queue->stats().enobufs != enobufs) {
+  // Overflow is counted per event; the log says so at most once a second.
+  if (queue_io_[index].queue->stats().enobufs != enobufs &&
+      now_monotonic_ - last_overflow_log_ns_ >= 1000000000) {
+    last_overflow_log_ns_ = now_monotonic_;
     log::warn("queue " + std::to_string(queue_io_[index].queue->number()) +
               ": socket overflow (ENOBUFS), the kernel " +
               (setup_.config.options.verdict_fail_open ? "passed" : "dropped") +

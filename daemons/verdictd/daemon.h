@@ -74,6 +74,7 @@ class Daemon final : private NfQueue::Sink {
   int64_t now_realtime_ = 0;  // per read batch
   int64_t now_monotonic_ = 0;
   int64_t started_monotonic_ = 0;
+  int64_t last_overflow_log_ns_ = 0;
   bool stopping_ = false;
   int exit_code_ = 0;
 };

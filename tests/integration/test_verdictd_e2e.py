@@ -1,7 +1,7 @@
 """The appliance end to end with verdictd: real policyd, captured and verdictd in the gw
 namespace, real OpenSSH server on the ssh host, knocks from the client with
-knockgate-knock, grants through policyd's broadcast. The gate ruleset is installed by hand
-(tests/integration/verdict_lab.py) until policyd installs its own.
+knockgate-knock, grants through policyd's broadcast, the gate ruleset installed by policyd
+itself (contract B).
 
 Skips (77) when this build's policyd does not serve grant subscriptions yet."""
 import os
@@ -60,13 +60,13 @@ class E2E(unittest.TestCase):
             raise unittest.SkipTest("openssh-server not installed")
         cls.lab = kglab.Lab("full").__enter__()
         try:
-            vl.install_gate(cls.lab)
             cls.conf, cls.w = vl.write_conf(cls.lab, extra="")
             with open(cls.conf, "a") as f:
                 f.write(DOORS)
             cls.policyd = cls.lab.start("gw", [POLICYD, "-c", cls.conf, "-v"],
                                         os.path.join(cls.w, "policyd.out"))
-            assert cls.policyd.wait_for_output(r"listening on", 5), cls.policyd.output()
+            assert cls.policyd.wait_for_output(r"listening on", 10), cls.policyd.output()
+            cls.lab.run("gw", ["nft", "list", "table", "inet", "knockgate"])  # policyd's gate
             cls.captured = cls.lab.start("gw", [CAPTURED, "-c", cls.conf, "-v"],
                                          os.path.join(cls.w, "captured.out"))
             assert cls.captured.wait_for_output(r"connected to policyd", 5), cls.captured.output()
