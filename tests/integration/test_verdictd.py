@@ -181,6 +181,19 @@ class VerdictdTest(unittest.TestCase):
         self.assertFalse(res[0][0], res)
         self.assertTrue(d.alive())
 
+    def test_several_queues_one_socket_each(self):
+        with open(self.conf) as f:
+            text = f.read()
+        with open(self.conf, "w") as f:
+            f.write(text.replace("VerdictQueue = 0", "VerdictQueue = 0-2"))
+        self.start()
+        lines = self.lab.run("gw", ["cat", "/proc/net/netfilter/nfnetlink_queue"]).stdout.split("\n")
+        rows = [l.split() for l in lines if l.strip()]
+        self.assertEqual(sorted(int(r[0]) for r in rows), [0, 1, 2], rows)
+        self.assertEqual(len({r[1] for r in rows}), 3, rows)  # three sockets (port ids)
+        self.assertTrue(all(r[3] == "2" and r[4] == "192" for r in rows), rows)  # COPY_PACKET
+        self.assertTrue(vl.probe(self.lab, "vm", vl.LOG_HOST, 514)[0][0])
+
     def test_bad_config_is_reported(self):
         bad = self.lab.path("bad.conf")
         with open(bad, "w") as f:
