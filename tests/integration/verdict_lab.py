@@ -43,6 +43,7 @@ CONF = """[options]
   destination = 192.168.60.5
   fwmark = 0x20000000/0xff000000
   table = 120
+  route = default via 192.168.70.2
   lifetime = 1h
 """
 
