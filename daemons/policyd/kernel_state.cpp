@@ -4,6 +4,7 @@
 
 #include <map>
 #include <set>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -29,7 +30,18 @@ const char* kQueueProbe =
     "add chain inet knockgate_probe probe { type filter hook prerouting priority 0; }\n"
     "add rule inet knockgate_probe probe queue num 0 bypass\n";
 
-using ElementKey = std::pair<std::string, IpAddr>;  // set name, address
+struct SetElementKey {
+  uint32_t set = 0;  // profile index * 2 + (v6 ? 1 : 0)
+  IpAddr addr;
+  bool operator==(const SetElementKey&) const = default;
+};
+struct SetElementHash {
+  size_t operator()(const SetElementKey& k) const {
+    uint64_t h = 1469598103934665603ULL ^ k.set;  // FNV-1a
+    for (size_t i = 0; i < k.addr.size(); ++i) h = (h ^ k.addr.data()[i]) * 1099511628211ULL;
+    return static_cast<size_t>(h);
+  }
+};
 
 std::string join_failures(const std::vector<std::string>& failures) {
   std::string s;
@@ -40,11 +52,13 @@ std::string join_failures(const std::vector<std::string>& failures) {
 }  // namespace
 
 std::string ReconcileReport::summary() const {
-  return std::string("reconcile: ruleset ") + (ruleset_replaced ? "replaced" : "unchanged") +
-         ", elements +" + std::to_string(elements_added) + "/-" + std::to_string(elements_removed) +
-         ", ip rules +" + std::to_string(ip_rules_added) + "/-" + std::to_string(ip_rules_removed) +
-         ", routes +" + std::to_string(routes_added) + "/-" + std::to_string(routes_removed) +
-         ", conntrack -" + std::to_string(conntrack_deleted);
+  std::string elements =
+      ruleset_replaced ? "ruleset replaced, " + std::to_string(elements_added) + " elements loaded"
+                       : "ruleset unchanged, elements +" + std::to_string(elements_added) + "/-" +
+                             std::to_string(elements_removed);
+  return "reconcile: " + elements + ", ip rules +" + std::to_string(ip_rules_added) + "/-" +
+         std::to_string(ip_rules_removed) + ", routes +" + std::to_string(routes_added) + "/-" +
+         std::to_string(routes_removed) + ", conntrack -" + std::to_string(conntrack_deleted);
 }
 
 Result<std::unique_ptr<KernelState>> KernelState::open(const config::Config& config) {
@@ -84,55 +98,74 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
   ReconcileReport report;
   const int64_t now = realtime_ns();
 
-  // What the kernel has: our table's rules and every grant set's elements.
+  // Our table's chains and rules as the kernel has them, against what we loaded last.
   auto listing = nfnl_->fingerprint(kTable);
   if (!listing) return listing.error();
-  const bool table_exists = !listing->empty();
-  std::map<ElementKey, uint64_t> have;  // → ms left
-  std::map<std::string, std::string> set_profile;
-  for (const auto& p : config.profiles) {
-    for (Family f : {Family::v4, Family::v6}) {
-      std::string set = grant_set_name(p.name, f);
-      set_profile[set] = p.name;
-      if (!table_exists) continue;
-      auto elems = nfnl_->dump_set(kTable, set, f);
-      if (!elems) continue;  // a set the table lacks: the ruleset is replaced below
-      for (const auto& e : *elems) have[{set, e.addr}] = e.expires_ms;
-    }
-  }
-  // What it should have.
-  std::map<ElementKey, const InstalledGrant*> want;
+  std::string text = ruleset_text(config, queue_mode_);
+  const bool replace =
+      listing->empty() || text != installed_text_ || *listing != installed_listing_;
+
+  // The grant sets, indexed profile * 2 + (v6 ? 1 : 0).
+  std::unordered_map<std::string, uint32_t> profile_index;
+  for (uint32_t i = 0; i < config.profiles.size(); ++i) profile_index[config.profiles[i].name] = i;
+  auto set_of = [](uint32_t profile, Family f) { return profile * 2 + (f == Family::v6 ? 1 : 0); };
+
+  // What the kernel should have: every live grant, the latest expiry per source and set.
+  std::unordered_map<SetElementKey, const InstalledGrant*, SetElementHash> want;
+  want.reserve(grants.size());
   for (const auto& g : grants) {
-    if (!config.find_profile(g.profile)) {
+    auto p = profile_index.find(g.profile);
+    if (p == profile_index.end()) {
       return Error{"grant " + std::to_string(g.id) + ": no profile \"" + g.profile + "\""};
     }
-    if (g.expires_ns <= now) continue;
-    ElementKey k{grant_set_name(g.profile, g.source.family()), g.source};
-    auto [it, fresh] = want.emplace(k, &g);
+    if (g.expires_ns <= now || g.source.empty()) continue;
+    auto [it, fresh] =
+        want.emplace(SetElementKey{set_of(p->second, g.source.family()), g.source}, &g);
     if (!fresh && g.expires_ns > it->second->expires_ns) it->second = &g;
   }
 
-  std::string text = ruleset_text(config, queue_mode_);
-  bool replace = !table_exists || text != installed_text_ || *listing != installed_listing_;
   std::vector<InstalledGrant> to_add, to_remove;
-  for (const auto& [k, g] : want) {
-    auto it = have.find(k);
-    int64_t want_ms = (g->expires_ns - now) / 1'000'000;
-    bool stale_timeout = it != have.end() && (static_cast<int64_t>(it->second) < want_ms - 1000 ||
-                                              static_cast<int64_t>(it->second) > want_ms + 1000);
-    if (it == have.end() || stale_timeout || replace) to_add.push_back(*g);
-    if (it == have.end()) ++report.elements_added;
-  }
-  for (const auto& [k, ms] : have) {
-    if (want.count(k)) continue;
-    ++report.elements_removed;
-    to_remove.push_back(InstalledGrant{0, k.second, set_profile[k.first], 0});
+  if (replace) {
+    // The table is replaced with every live grant in one transaction: no need to read the
+    // old elements (a 100 000-element dump costs about a second); the counts say what was
+    // loaded.
+    report.ruleset_replaced = true;
+    report.elements_added = want.size();
+    to_add.reserve(want.size());
+    for (const auto& [k, g] : want) to_add.push_back(*g);
+  } else {
+    std::unordered_map<SetElementKey, uint64_t, SetElementHash> have;  // → ms left
+    have.reserve(want.size());
+    for (uint32_t i = 0; i < config.profiles.size(); ++i) {
+      for (Family f : {Family::v4, Family::v6}) {
+        auto elems = nfnl_->dump_set(kTable, grant_set_name(config.profiles[i].name, f), f);
+        if (!elems) return elems.error();
+        for (const auto& e : *elems) have[SetElementKey{set_of(i, f), e.addr}] = e.expires_ms;
+      }
+    }
+    for (const auto& [k, g] : want) {
+      auto it = have.find(k);
+      if (it == have.end()) {
+        ++report.elements_added;
+        to_add.push_back(*g);
+        continue;
+      }
+      // An element that would time out early is refreshed; one that lives a little longer
+      // than asked is fine (policyd removes it on time) unless it is far off.
+      auto left = static_cast<int64_t>(it->second);
+      int64_t want_ms = (g->expires_ns - now) / 1'000'000;
+      if (left < want_ms - 1000 || left > want_ms + 60'000) to_add.push_back(*g);
+    }
+    for (const auto& [k, ms] : have) {
+      if (want.count(k)) continue;
+      ++report.elements_removed;
+      to_remove.push_back(InstalledGrant{0, k.addr, config.profiles[k.set / 2].name, 0});
+    }
   }
 
   std::string batch;
   if (replace) {
     batch = text;
-    report.ruleset_replaced = true;
   } else if (!to_remove.empty()) {
     auto del = element_delete_text(config, to_remove);
     if (!del) return del.error();

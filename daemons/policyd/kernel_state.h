@@ -22,6 +22,8 @@ class NftNetlink;
 class Routing;
 class Conntrack;
 
+// When the table was replaced, elements_added counts the elements loaded with it and
+// elements_removed is 0 (the old elements are not read: they went with the old table).
 struct ReconcileReport {
   size_t elements_added = 0, elements_removed = 0, ip_rules_added = 0, ip_rules_removed = 0,
          routes_added = 0, routes_removed = 0, conntrack_deleted = 0;

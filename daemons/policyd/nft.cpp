@@ -27,9 +27,15 @@ Result<std::string> Nft::run_with_flags(const std::string& commands, unsigned ou
   std::string out = nft_ctx_get_output_buffer(ctx_);
   std::string err = nft_ctx_get_error_buffer(ctx_);
   if (rc != 0) {
-    // nft's message is "Error: ...\n<command>\n<carets>": the first line is the reason.
-    std::string first = err.substr(0, err.find('\n'));
-    return Error{"nft: " + (first.empty() ? std::string("command failed") : first)};
+    // nft's message is "Error: REASON\n<the command>\n<carets>": the reason, and the
+    // command it concerns (shortened: it may carry 100 000 elements).
+    size_t end = err.find('\n');
+    std::string reason = err.substr(0, end);
+    std::string command;
+    if (end != std::string::npos) command = err.substr(end + 1, err.find('\n', end + 1) - end - 1);
+    if (command.size() > 120) command = command.substr(0, 117) + "...";
+    if (reason.empty()) reason = "command failed";
+    return Error{"nft: " + reason + (command.empty() ? "" : " (in: " + command + ")")};
   }
   return out;
 }

@@ -1,5 +1,6 @@
 #include "policyd/nft_ruleset.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <map>
@@ -114,13 +115,7 @@ void chain_end(std::string& s) {
 }  // namespace
 
 std::string nft_identifier(std::string_view profile_name) {
-  std::string id(profile_name);
-  for (char& c : id) {
-    bool ok =
-        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
-    if (!ok) c = '_';
-  }
-  return id;
+  return config::nft_safe_name(profile_name);
 }
 
 std::string grant_set_name(std::string_view profile_name, Family family) {
@@ -284,47 +279,53 @@ std::string ruleset_text(const Config& config, QueueMode mode) {
 
 namespace {
 
-struct ElementKey {
+struct Element {
   std::string set;
   IpAddr addr;
-  friend bool operator<(const ElementKey& a, const ElementKey& b) {
-    return a.set != b.set ? a.set < b.set : a.addr < b.addr;
-  }
+  int64_t expires = 0;
 };
 
-Result<std::map<ElementKey, int64_t>> group(const Config& config,
-                                            std::span<const InstalledGrant> grants) {
-  std::map<ElementKey, int64_t> out;
+// The grants as set elements, ordered by set and address, one per (set, address) with the
+// latest expiry.
+Result<std::vector<Element>> group(const Config& config, std::span<const InstalledGrant> grants) {
+  std::vector<Element> out;
+  out.reserve(grants.size());
   for (const auto& g : grants) {
     if (!config.find_profile(g.profile)) {
       return Error{"grant " + std::to_string(g.id) + ": no profile \"" + g.profile + "\""};
     }
     if (g.source.empty()) return Error{"grant " + std::to_string(g.id) + ": no source address"};
-    ElementKey k{grant_set_name(g.profile, g.source.family()), g.source};
-    auto [it, fresh] = out.emplace(k, g.expires_ns);
-    if (!fresh && g.expires_ns > it->second) it->second = g.expires_ns;
+    out.push_back(Element{grant_set_name(g.profile, g.source.family()), g.source, g.expires_ns});
   }
+  std::sort(out.begin(), out.end(), [](const Element& a, const Element& b) {
+    if (a.set != b.set) return a.set < b.set;
+    if (a.addr != b.addr) return a.addr < b.addr;
+    return a.expires > b.expires;  // the latest expiry first: it is the one kept
+  });
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const Element& a, const Element& b) {
+                          return a.set == b.set && a.addr == b.addr;
+                        }),
+            out.end());
   return out;
 }
 
-// `add element inet knockgate SET { a, b }` per set, elements rendered by `item`.
+// `VERB element inet knockgate SET { a, b }` per set, elements rendered by `item`.
 template <typename F>
-std::string per_set(const std::map<ElementKey, int64_t>& elems, const char* verb, F item) {
+std::string per_set(const std::vector<Element>& elems, const char* verb, F item) {
   std::string s;
-  std::string current;
-  bool first = true;
-  for (const auto& [k, expires] : elems) {
-    if (k.set != current) {
-      if (!current.empty()) s += " }\n";
-      s += std::string(verb) + " element inet knockgate " + k.set + " { ";
-      current = k.set;
-      first = true;
+  const std::string* current = nullptr;
+  for (const auto& e : elems) {
+    if (!current || *current != e.set) {
+      if (current) s += " }\n";
+      s += std::string(verb) + " element inet knockgate " + e.set + " { ";
+      current = &e.set;
+    } else {
+      s += ", ";
     }
-    if (!first) s += ", ";
-    s += item(k, expires);
-    first = false;
+    s += item(e);
   }
-  if (!current.empty()) s += " }\n";
+  if (current) s += " }\n";
   return s;
 }
 
@@ -334,15 +335,16 @@ Result<std::string> element_add_text(const Config& config, std::span<const Insta
                                      int64_t now_ns, bool refresh) {
   auto grouped = group(config, grants);
   if (!grouped) return grouped.error();
-  std::map<ElementKey, int64_t> live;
-  for (const auto& [k, expires] : *grouped) {
-    if (expires > now_ns) live.emplace(k, expires);
+  std::vector<Element> live;
+  live.reserve(grouped->size());
+  for (auto& e : *grouped) {
+    if (e.expires > now_ns) live.push_back(std::move(e));
   }
-  auto with_timeout = [&](const ElementKey& k, int64_t expires) {
-    int64_t ms = (expires - now_ns + 999'999) / 1'000'000;  // rounded up: never early
-    return k.addr.str() + " timeout " + std::to_string(ms < 1 ? 1 : ms) + "ms";
+  auto with_timeout = [&](const Element& e) {
+    int64_t ms = (e.expires - now_ns + 999'999) / 1'000'000;  // rounded up: never early
+    return e.addr.str() + " timeout " + std::to_string(ms < 1 ? 1 : ms) + "ms";
   };
-  auto bare = [](const ElementKey& k, int64_t) { return k.addr.str(); };
+  auto bare = [](const Element& e) { return e.addr.str(); };
   std::string s;
   if (refresh) {
     s += per_set(live, "add", with_timeout);
@@ -358,9 +360,9 @@ Result<std::string> element_delete_text(const Config& config,
   if (!grouped) return grouped.error();
   // `add` first so that `delete` cannot fail on an element that already timed out: the
   // transaction's net effect is "absent" either way.
-  std::string s = per_set(
-      *grouped, "add", [](const ElementKey& k, int64_t) { return k.addr.str() + " timeout 1s"; });
-  s += per_set(*grouped, "delete", [](const ElementKey& k, int64_t) { return k.addr.str(); });
+  std::string s =
+      per_set(*grouped, "add", [](const Element& e) { return e.addr.str() + " timeout 1s"; });
+  s += per_set(*grouped, "delete", [](const Element& e) { return e.addr.str(); });
   return s;
 }
 

@@ -9,6 +9,7 @@
 #include <netlink/errno.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
+#include <netlink/route/link.h>
 #include <netlink/route/nexthop.h>
 #include <netlink/route/route.h>
 #include <netlink/route/rule.h>
@@ -250,7 +251,17 @@ Result<std::unique_ptr<Routing>> Routing::open() {
   if (rc < 0) return fail("subscribe", rc);
   rc = nl_socket_set_nonblocking(ev);
   if (rc < 0) return fail("nonblocking", rc);
-  return std::unique_ptr<Routing>(new Routing(sk, ev));
+  std::unique_ptr<Routing> routing(new Routing(sk, ev));
+  // Links already up are not news: only a change to up is.
+  nl_cache* links = nullptr;
+  if (rtnl_link_alloc_cache(routing->sk_, AF_UNSPEC, &links) == 0) {
+    CachePtr owned(links);
+    for_each<rtnl_link>(links, [&](rtnl_link* l) {
+      unsigned flags = rtnl_link_get_flags(l);
+      routing->link_up_[rtnl_link_get_ifindex(l)] = (flags & IFF_UP) && (flags & IFF_RUNNING);
+    });
+  }
+  return routing;
 }
 
 Routing::~Routing() {

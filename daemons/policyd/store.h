@@ -34,8 +34,13 @@ inline constexpr std::string_view command_timeout = "command_timeout";  // stop 
 inline constexpr std::string_view stop_run = "stop_run";                // stop command spawned
 inline constexpr std::string_view one_time_used = "one_time_used";
 inline constexpr std::string_view one_time_exhausted = "one_time_exhausted";
-inline constexpr std::string_view one_time_error = "one_time_error";  // file unusable
-inline constexpr std::string_view grant_requested = "grant_requested";
+inline constexpr std::string_view one_time_error = "one_time_error";    // file unusable
+inline constexpr std::string_view grant_requested = "grant_requested";  // profile unknown
+inline constexpr std::string_view grant_create = "grant_create";
+inline constexpr std::string_view grant_extend = "grant_extend";
+inline constexpr std::string_view grant_expire = "grant_expire";
+inline constexpr std::string_view grant_revoke = "grant_revoke";
+inline constexpr std::string_view grant_failed = "grant_failed";  // kernel refused it
 inline constexpr std::string_view daemon_start = "daemon_start";
 inline constexpr std::string_view daemon_stop = "daemon_stop";
 inline constexpr std::string_view config_reload = "config_reload";
@@ -65,6 +70,37 @@ struct OneTimeUse {
   int64_t line = 0;
   std::string sequence;
   int64_t time_ns = 0;
+};
+
+// One row of the grants table. `source` is IpAddr::str(); `method` knock|spa|ctl|api;
+// `state` active|expired|revoked|failed. ended_* and failure are empty while active.
+struct GrantRow {
+  int64_t id = 0;
+  std::string source;
+  std::string profile;
+  std::string method;
+  std::string origin;
+  int64_t created_ns = 0;
+  int64_t expires_ns = 0;
+  int64_t max_expires_ns = 0;  // extensions never go past this (created + max_lifetime)
+  std::string state = "active";
+  int64_t ended_ns = 0;
+  std::string ended_by;
+  std::string failure;
+};
+
+struct GrantFilter {
+  std::optional<std::string> source;
+  std::optional<std::string> profile;
+  bool all = false;   // false: active only
+  int64_t limit = 0;  // 0: no limit
+};
+
+// Newest first; `before_id` pages backwards.
+struct AuditFilter {
+  std::optional<int64_t> since_ns, until_ns, before_id;
+  std::optional<std::string> source, kind;
+  int64_t limit = 100;
 };
 
 // One schema step. Migrations are applied in order, all pending ones in one transaction
@@ -120,6 +156,17 @@ class Store {
 
   Result<int64_t> record_one_time_used(const OneTimeUse& use);
 
+  // Grants. Callers wrap changes in a transaction together with their audit rows.
+  Result<int64_t> insert_grant(const GrantRow& grant);
+  Result<Ok> set_grant_expires(int64_t id, int64_t expires_ns);
+  // Moves an active grant to `state`; false if it was not active.
+  Result<bool> end_grant(int64_t id, std::string_view state, int64_t ended_ns,
+                         std::string_view ended_by, std::string_view failure);
+  Result<std::vector<GrantRow>> active_grants();
+  Result<std::optional<GrantRow>> grant(int64_t id);
+  Result<std::vector<GrantRow>> grants(const GrantFilter& filter);
+  Result<std::vector<AuditRecord>> audit_query(const AuditFilter& filter);
+
   // Audit rows with id > after_id, oldest first, at most `limit`.
   Result<std::vector<AuditRecord>> audit_after(int64_t after_id, int64_t limit);
 
@@ -144,6 +191,11 @@ class Store {
   sql::Statement all_pending_;
   sql::Statement insert_one_time_;
   sql::Statement audit_after_;
+  sql::Statement insert_grant_;
+  sql::Statement update_grant_expires_;
+  sql::Statement end_grant_;
+  sql::Statement active_grants_;
+  sql::Statement grant_by_id_;
 };
 
 }  // namespace kg::policyd

@@ -157,6 +157,9 @@ struct ParseResult {
 };
 
 ParseResult parse_file(const std::string& path);
+// The name a profile's nftables objects carry: ssh-only → ssh_only. Two profiles with the
+// same nftables name are a config error.
+std::string nft_safe_name(std::string_view profile_name);
 ParseResult parse_text(std::string_view text, const std::string& file_name);
 
 // The config normalised: canonical key names, one key per line, defaults written out.

@@ -730,6 +730,11 @@ void Parser::finish_file() {
         error(later.line, "section",
               "duplicate profile \"" + later.name + "\" (first defined at line " +
                   std::to_string(earlier.line) + ")");
+      } else if (nft_safe_name(earlier.name) == nft_safe_name(later.name)) {
+        // The gate's nftables sets are named after the profile with '-' and '.' as '_'.
+        error(later.line, "section",
+              "profile \"" + later.name + "\" and " + where + " have the same nftables name \"" +
+                  nft_safe_name(later.name) + "\" ('-' and '.' become '_')");
       }
       if (earlier.fwmark && later.fwmark &&
           earlier.fwmark->can_match_same_packet_as(*later.fwmark)) {
@@ -746,6 +751,16 @@ void Parser::finish_file() {
 }
 
 }  // namespace
+
+std::string nft_safe_name(std::string_view profile_name) {
+  std::string id(profile_name);
+  for (char& c : id) {
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    if (!ok) c = '_';
+  }
+  return id;
+}
 
 ParseResult parse_text(std::string_view text, const std::string& file_name) {
   return Parser(file_name).run(text);
