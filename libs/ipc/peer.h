@@ -47,8 +47,8 @@ struct StandardPeerRules {
   std::optional<uid_t> verdict_uid;  // VerdictUser: may be verdictd
 };
 
-// captured: capture_uid or root. verdictd: verdict_uid or root. webd: web_uid. ctl: root, a peer whose
-// gid is admin_gid, or a user with admin_gid among its groups.
+// captured: capture_uid or root. verdictd: verdict_uid or root. webd: web_uid. ctl: root,
+// a peer whose gid is admin_gid, or a user with admin_gid among its groups.
 PeerPolicy standard_peer_policy(StandardPeerRules rules);
 
 }  // namespace kg::ipc
