@@ -40,8 +40,7 @@ struct Setup {
       cache.upsert(g, 0);
     }
     for (int i = 0; i < kPackets; ++i) {
-      const uint32_t src =
-          0x0b000000U + static_cast<uint32_t>((i * 6151) % grants) * 7919U;
+      const uint32_t src = 0x0b000000U + static_cast<uint32_t>((i * 6151) % grants) * 7919U;
       std::vector<uint8_t> p(40, 0);
       p[0] = 0x45;
       p[3] = 40;
@@ -69,7 +68,8 @@ void BM_Decide(benchmark::State& state) {
     accepted += d.verdict == Verdict::accept;
     benchmark::DoNotOptimize(d);
   }
-  if (accepted != static_cast<uint64_t>(state.iterations())) state.SkipWithError("a granted SYN was not accepted");
+  if (accepted != static_cast<uint64_t>(state.iterations()))
+    state.SkipWithError("a granted SYN was not accepted");
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
 }
 BENCHMARK(BM_Decide)->Arg(10)->Arg(100000);
