@@ -118,6 +118,9 @@ kg::ipc::PeerPolicy peer_policy(const kg::config::Options& o) {
     kg::log::warn("CaptureUser " + o.capture_user + ": " + capture.error().message +
                   "; only root may send knock events");
   }
+  if (auto verdict = kg::lookup_user(o.verdict_user)) {
+    rules.verdict_uid = static_cast<uid_t>(verdict->uid);
+  }
   if (const group* g = getgrnam(o.admin_group.c_str()); g != nullptr) {
     rules.admin_gid = g->gr_gid;
   } else {

@@ -63,8 +63,10 @@ PeerPolicy standard_peer_policy(StandardPeerRules rules) {
         }
         return PeerDecision::refuse("role captured is not allowed for " + who);
       case Role::verdictd:
-        if (root) return PeerDecision::accept();
-        return PeerDecision::refuse("role verdictd is only allowed for root, not " + who);
+        if (root || (rules.verdict_uid && peer.uid == *rules.verdict_uid)) {
+          return PeerDecision::accept();
+        }
+        return PeerDecision::refuse("role verdictd is not allowed for " + who);
       case Role::webd:
         if (rules.web_uid && peer.uid == *rules.web_uid) return PeerDecision::accept();
         return PeerDecision::refuse("role webd is not allowed for " + who);

@@ -44,10 +44,11 @@ struct StandardPeerRules {
   std::optional<uid_t> capture_uid;  // CaptureUser: may be captured
   std::optional<gid_t> admin_gid;    // AdminGroup: members may be ctl
   std::optional<uid_t> web_uid;      // webd's user: may be webd
+  std::optional<uid_t> verdict_uid;  // VerdictUser: may be verdictd
 };
 
-// captured: capture_uid or root. verdictd: root. webd: web_uid. ctl: root, a peer whose
-// gid is admin_gid, or a user with admin_gid among its groups.
+// captured: capture_uid or root. verdictd: verdict_uid or root. webd: web_uid. ctl: root,
+// a peer whose gid is admin_gid, or a user with admin_gid among its groups.
 PeerPolicy standard_peer_policy(StandardPeerRules rules);
 
 }  // namespace kg::ipc

@@ -545,7 +545,8 @@ TEST(IpcBackoff, JitterShavesUpToItsFractionAndVaries) {
 // ---------------------------------------------------------------- peer policy
 
 TEST(IpcPeerPolicy, StandardRules) {
-  const auto policy = standard_peer_policy({.capture_uid = 998, .admin_gid = 50, .web_uid = 997});
+  const auto policy = standard_peer_policy(
+      {.capture_uid = 998, .admin_gid = 50, .web_uid = 997, .verdict_uid = 996});
   auto decide = [&](Role role, uid_t uid, gid_t gid) {
     Hello h;
     h.role = role;
@@ -556,6 +557,8 @@ TEST(IpcPeerPolicy, StandardRules) {
   EXPECT_FALSE(decide(Role::captured, 997, 997));
   EXPECT_TRUE(decide(Role::verdictd, 0, 0));
   EXPECT_FALSE(decide(Role::verdictd, 998, 998));
+  EXPECT_TRUE(decide(Role::verdictd, 996, 996));  // VerdictUser
+  EXPECT_FALSE(decide(Role::captured, 996, 996));
   EXPECT_TRUE(decide(Role::webd, 997, 997));
   EXPECT_FALSE(decide(Role::webd, 0, 0));
   EXPECT_FALSE(decide(Role::webd, 998, 998));
@@ -1157,7 +1160,10 @@ TEST_F(IpcSocket, ServerChecksTheKernelsCredentialsOfOtherUsers) {
   const gid_t nogroup = 65534;
   ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
   auto options = server_options(
-      standard_peer_policy({.capture_uid = 4321, .admin_gid = nogroup, .web_uid = std::nullopt}));
+      standard_peer_policy({.capture_uid = 4321,
+                            .admin_gid = nogroup,
+                            .web_uid = std::nullopt,
+                            .verdict_uid = std::nullopt}));
   options.socket_group = nogroup;  // mode 0660: only root and nogroup may connect
   Server server(io_, options);
   ASSERT_TRUE(server.start().ok());

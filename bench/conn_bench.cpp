@@ -1,0 +1,119 @@
+// TCP connection-rate and connect-latency load for bench/verdictd_bench.py (runs inside the
+// namespace lab only).
+//   conn_bench server PORT                  accept and close, forever (one thread per core)
+//   conn_bench client ADDR PORT SECONDS CONCURRENCY
+//     CONCURRENCY threads each connect (blocking), then close, in a loop; prints one line
+//     "conns=N failures=F rate=R p50_us=.. p99_us=.. max_us=.. stalls_1s=S".
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int server(uint16_t port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, 4096) != 0) {
+    std::perror("bind/listen");
+    return 1;
+  }
+  std::printf("listening\n");
+  std::fflush(stdout);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([fd] {
+      for (;;) {
+        const int c = accept(fd, nullptr, nullptr);
+        if (c >= 0) close(c);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return 0;
+}
+
+int client(const char* addr, uint16_t port, double seconds, int concurrency) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  if (inet_pton(AF_INET, addr, &a.sin_addr) != 1) return 2;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> failures{0};
+  std::mutex mu;
+  std::vector<double> all_us;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < concurrency; ++t) {
+    threads.emplace_back([&] {
+      std::vector<double> us;
+      us.reserve(1 << 16);
+      while (!stop.load(std::memory_order_relaxed)) {
+        const int fd = socket(AF_INET, SOCK_STREAM, 0);
+        // RST on close: no TIME_WAIT pile-up on the client's ports.
+        linger lg{1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        const auto t0 = Clock::now();
+        const int rc = connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a);
+        const auto t1 = Clock::now();
+        if (rc == 0) {
+          us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        } else {
+          failures.fetch_add(1);
+        }
+        close(fd);
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      all_us.insert(all_us.end(), us.begin(), us.end());
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : threads) t.join();
+  std::sort(all_us.begin(), all_us.end());
+  auto pct = [&](double p) {
+    if (all_us.empty()) return 0.0;
+    return all_us[std::min(all_us.size() - 1,
+                           static_cast<size_t>(p * static_cast<double>(all_us.size())))];
+  };
+  const auto stalls =
+      std::count_if(all_us.begin(), all_us.end(), [](double v) { return v > 900000; });
+  std::printf(
+      "conns=%zu failures=%llu rate=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f stalls_1s=%ld\n",
+      all_us.size(), static_cast<unsigned long long>(failures.load()),
+      static_cast<double>(all_us.size()) / seconds, pct(0.5), pct(0.99),
+      all_us.empty() ? 0.0 : all_us.back(), static_cast<long>(stalls));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "server") == 0) {
+    return server(static_cast<uint16_t>(std::atoi(argv[2])));
+  }
+  if (argc == 6 && std::strcmp(argv[1], "client") == 0) {
+    return client(argv[2], static_cast<uint16_t>(std::atoi(argv[3])), std::atof(argv[4]),
+                  std::atoi(argv[5]));
+  }
+  std::fprintf(stderr, "usage: conn_bench server PORT | client ADDR PORT SECONDS CONCURRENCY\n");
+  return 2;
+}

@@ -1,0 +1,133 @@
+// knockgate-verdictd: decides the NEW flows the gate queues. Opens and binds its NFQUEUE
+// queues as root, then runs as VerdictUser with CAP_NET_ADMIN only (verdicts are
+// nfnetlink messages). Grants come from policyd's broadcast; docs/verdictd.md.
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cstdio>
+#include <string>
+
+#include "common/log.h"
+#include "common/privdrop.h"
+#include "daemon.h"
+#include "privileges.h"
+
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/knockgate/knockgate.conf";
+
+void usage(FILE* out) {
+  std::fprintf(out,
+               "usage: knockgate-verdictd [-c FILE] [-n] [-d] [-v|-D] [-V]\n"
+               "  -c FILE  config file (default %s)\n"
+               "  -n       check the config, print it normalised, exit 0 (ok) or 1\n"
+               "  -d       accepted for knockd habits; the daemon stays in the foreground\n"
+               "  -v, -D   verbose, debug\n"
+               "  -V       version\n",
+               kDefaultConfig);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace kg;
+  std::string config_path = kDefaultConfig;
+  bool check_only = false;
+  log::Level level = log::Level::info;
+  int opt = 0;
+  while ((opt = getopt(argc, argv, "c:ndvDVh")) != -1) {
+    switch (opt) {
+      case 'c':
+        config_path = optarg;
+        break;
+      case 'n':
+        check_only = true;
+        break;
+      case 'd':
+        break;
+      case 'v':
+        level = log::Level::info;
+        break;
+      case 'D':
+        level = log::Level::debug;
+        break;
+      case 'V':
+        std::printf("knockgate-verdictd %s\n", KG_SOFTWARE_VERSION);
+        return 0;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        usage(stderr);
+        return 2;
+    }
+  }
+  if (optind != argc) {
+    usage(stderr);
+    return 2;
+  }
+  log::init("knockgate-verdictd", level);
+
+  auto parsed = config::parse_file(config_path);
+  if (!parsed.errors.empty()) {
+    for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
+    return 1;
+  }
+  if (check_only) {
+    std::fputs(config::dump(*parsed.config).c_str(), stdout);
+    return 0;
+  }
+
+  verdictd::DaemonSetup setup;
+  setup.config = std::move(*parsed.config);
+  setup.config_path = config_path;
+  const auto& o = setup.config.options;
+
+  // Credentials are looked up before anything is opened: a missing user is a config error.
+  std::optional<Credentials> user;
+  if (geteuid() == 0) {
+    auto u = lookup_user(o.verdict_user);
+    if (!u) {
+      std::fprintf(stderr, "knockgate-verdictd: VerdictUser: %s\n", u.error().message.c_str());
+      return 1;
+    }
+    user = *u;
+  }
+
+  for (uint32_t i = 0; i < o.verdict_queue_count; ++i) {
+    verdictd::QueueOptions qo;
+    qo.number = static_cast<uint16_t>(o.verdict_queue_first + i);
+    qo.fail_open = o.verdict_fail_open;
+    auto q = verdictd::NfQueue::open(qo);
+    if (!q) {
+      std::fprintf(stderr, "knockgate-verdictd: %s\n", q.error().message.c_str());
+      return 1;
+    }
+    setup.queues.push_back(std::move(*q));
+  }
+
+  if (user) {
+    if (auto r = verdictd::drop_to_user_keeping_net_admin(*user); !r) {
+      std::fprintf(stderr, "knockgate-verdictd: privilege drop failed: %s\n",
+                   r.error().message.c_str());
+      return 1;
+    }
+    log::info("running as " + o.verdict_user + " (uid " + std::to_string(user->uid) +
+              "), CAP_NET_ADMIN only");
+  } else {
+    if (auto r = verdictd::keep_only_net_admin(); !r) {
+      std::fprintf(stderr, "knockgate-verdictd: %s\n", r.error().message.c_str());
+      return 1;
+    }
+    log::info("running as uid " + std::to_string(getuid()) + ", CAP_NET_ADMIN only");
+  }
+
+  boost::asio::io_context io;
+  verdictd::Daemon daemon(io, std::move(setup));
+  if (auto r = daemon.start(); !r) {
+    log::error(r.error().message);
+    return 1;
+  }
+  io.run();
+  return daemon.exit_code();
+}
