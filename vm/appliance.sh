@@ -105,13 +105,13 @@ appliance_start() {
   _app_services "$tag"
 
   _app_spawn "$tag" gw policyd "$bin/policyd/knockgate-policyd" -c "$conf"
-  _app_wait_for "$KG_LAB_DIR/policyd.out" "listening|ready|READY" 10 || true
+  _app_wait_for "$KG_LAB_DIR/policyd.out" "ready" 10 || true
   for _ in $(seq 50); do [[ -S $KG_LAB_DIR/run/policyd.sock ]] && break; sleep 0.1; done
   _app_spawn "$tag" gw captured "$bin/captured/knockgate-captured" -c "$conf"
   _app_wait_for "$KG_LAB_DIR/captured.out" "connected to policyd" 10
   if [[ -x $bin/verdictd/knockgate-verdictd ]]; then
     _app_spawn "$tag" gw verdictd "$bin/verdictd/knockgate-verdictd" -c "$conf"
-    _app_wait_for "$KG_LAB_DIR/verdictd.out" "snapshot|serving|subscribed" 10 || true
+    _app_wait_for "$KG_LAB_DIR/verdictd.out" "grant snapshot" 10 || true
   fi
   if [[ -x $bin/webd/knockgate-webd ]]; then
     # The console's login: admin with a password made for this lab.
