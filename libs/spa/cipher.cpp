@@ -41,8 +41,8 @@ const EVP_CIPHER* cipher_of(EncryptionMode m) {
 Bytes run_cipher(EncryptionMode mode, const KeyIv& kiv, std::span<const uint8_t> in,
                  bool encrypting) {
   std::unique_ptr<EVP_CIPHER_CTX, CtxDeleter> ctx(EVP_CIPHER_CTX_new());
-  if (!ctx || EVP_CipherInit_ex(ctx.get(), cipher_of(mode), nullptr, kiv.key.data(),
-                                kiv.iv.data(), encrypting ? 1 : 0) != 1) {
+  if (!ctx || EVP_CipherInit_ex(ctx.get(), cipher_of(mode), nullptr, kiv.key.data(), kiv.iv.data(),
+                                encrypting ? 1 : 0) != 1) {
     throw std::runtime_error("EVP cipher init failed");
   }
   EVP_CIPHER_CTX_set_padding(ctx.get(), 0);

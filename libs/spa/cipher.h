@@ -17,7 +17,7 @@ namespace kg::spa {
 // bytes, or cut to 16.
 enum class EncryptionMode : uint8_t { cbc, ecb, cfb, ofb, ctr, legacy };
 
-const char* encryption_mode_name(EncryptionMode m);  // "CBC", ..., "legacy"
+const char* encryption_mode_name(EncryptionMode m);                          // "CBC", ..., "legacy"
 std::optional<EncryptionMode> parse_encryption_mode(std::string_view name);  // any case
 
 inline constexpr size_t kSaltSize = 8;

@@ -58,8 +58,8 @@ Bytes hmac(DigestType t, std::span<const uint8_t> key, std::string_view data) {
   static const uint8_t kEmpty = 0;
   const uint8_t* k = key.empty() ? &kEmpty : key.data();
   if (EVP_MAC_init(ctx.get(), k, key.size(), params) != 1 ||
-      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(data.data()),
-                     data.size()) != 1) {
+      EVP_MAC_update(ctx.get(), reinterpret_cast<const unsigned char*>(data.data()), data.size()) !=
+          1) {
     throw std::runtime_error("HMAC computation failed");
   }
   Bytes out(EVP_MAX_MD_SIZE);

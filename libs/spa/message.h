@@ -29,8 +29,7 @@ inline bool carries_nat(MessageType t) {
          t == MessageType::local_nat_access || t == MessageType::client_timeout_local_nat_access;
 }
 inline bool carries_timeout(MessageType t) {
-  return t == MessageType::client_timeout_access ||
-         t == MessageType::client_timeout_nat_access ||
+  return t == MessageType::client_timeout_access || t == MessageType::client_timeout_nat_access ||
          t == MessageType::client_timeout_local_nat_access;
 }
 

@@ -48,8 +48,9 @@ std::string wrap_http(std::string_view packet, std::string_view host) {
       c = '_';
     }
   }
-  return "GET /" + url + " HTTP/1.1\r\nUser-Agent: Fwknop/2.6.10\r\nAccept: */*\r\nHost: " +
-         std::string(host) + "\r\nConnection: close\r\n\r\n";
+  return "GET /" + url +
+         " HTTP/1.1\r\nUser-Agent: Fwknop/2.6.10\r\nAccept: */*\r\nHost: " + std::string(host) +
+         "\r\nConnection: close\r\n\r\n";
 }
 
 }  // namespace kg::spa

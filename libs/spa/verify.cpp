@@ -26,9 +26,8 @@ bool contains(const std::vector<ProtoPort>& list, const ProtoPort& p) {
 }
 
 // Steps after a stanza has decrypted the packet.
-Outcome check_plaintext(size_t index, const Stanza& s, std::string_view text,
-                        const Bytes& blob, const IpAddr& source, int64_t now_s,
-                        const VerifyOptions& opt) {
+Outcome check_plaintext(size_t index, const Stanza& s, std::string_view text, const Bytes& blob,
+                        const IpAddr& source, int64_t now_s, const VerifyOptions& opt) {
   auto fail = [&](Reject r, std::string detail, int64_t skew = 0) -> Outcome {
     return Rejected{r, std::move(detail), index, skew};
   };
