@@ -259,6 +259,16 @@ void KnockEvent::encode(Writer& w) const {
   w.i64(time_ns);
   w.u8(static_cast<uint8_t>(method));
   w.u32(config_generation);
+  if (spa) {
+    w.bytes(spa->replay_key);
+    w.string(spa->user);
+    w.count(spa->access.size());
+    for (const auto& a : spa->access) {
+      w.u8(a.proto);
+      w.u16(a.port);
+    }
+    w.u32(spa->timeout_s);
+  }
 }
 
 Result<KnockEvent> KnockEvent::decode(Reader& r) {
@@ -277,6 +287,25 @@ Result<KnockEvent> KnockEvent::decode(Reader& r) {
   if (r.ok() && !valid_method(method)) return r.fail(WireError::bad_enum, "method");
   e.method = static_cast<KnockMethod>(method);
   e.config_generation = r.u32("config_generation");
+  if (r.ok() && r.remaining() != 0) {
+    if (e.method != KnockMethod::spa) return r.fail(WireError::bad_value, "spa");
+    SpaRequest s;
+    const auto key = r.bytes("spa.replay_key");
+    if (r.ok() && key.size() != s.replay_key.size()) {
+      return r.fail(WireError::bad_value, "spa.replay_key");
+    }
+    if (r.ok()) std::copy(key.begin(), key.end(), s.replay_key.begin());
+    s.user = r.string("spa.user");
+    const size_t n = r.count(3, "spa.access");
+    for (size_t i = 0; r.ok() && i < n; ++i) {
+      SpaAccessItem a;
+      a.proto = r.u8("spa.access.proto");
+      a.port = r.u16("spa.access.port");
+      s.access.push_back(a);
+    }
+    s.timeout_s = r.u32("spa.timeout_s");
+    e.spa = std::move(s);
+  }
   if (!r.ok()) return r.as_error();
   return e;
 }
