@@ -109,6 +109,7 @@ Outcome verify(std::string_view payload, const IpAddr& source, int64_t now_s,
   bool any_source = false;
   bool hmac_passed = false;
   bool hmac_tried = false;
+  bool plain_tried = false;  // a stanza without HMAC tried to decrypt it
   std::string with_prefix;
   for (size_t i = 0; i < stanzas.size(); ++i) {
     const Stanza& s = stanzas[i];
@@ -127,6 +128,7 @@ Outcome verify(std::string_view payload, const IpAddr& source, int64_t now_s,
       }
       hmac_passed = true;
     } else {
+      plain_tried = true;
       with_prefix.assign(kSaltedB64Prefix);
       with_prefix.append(ct_text);
     }
@@ -144,7 +146,13 @@ Outcome verify(std::string_view payload, const IpAddr& source, int64_t now_s,
     return out;
   }
   if (!any_source) return reject(Reject::source_not_allowed);
-  if (hmac_tried && !hmac_passed) return reject(Reject::bad_hmac);
+  // The most telling reason: a matching HMAC or a stanza without HMAC means the packet
+  // reached decryption; otherwise only HMACs were checked.
+  if (hmac_passed) return reject(Reject::decrypt_failed, "HMAC matched, key did not");
+  if (hmac_tried) {
+    return reject(Reject::bad_hmac,
+                  plain_tried ? "and no key of a stanza without HMAC decrypted it" : "");
+  }
   return reject(Reject::decrypt_failed);
 }
 
