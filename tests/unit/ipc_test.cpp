@@ -1334,10 +1334,9 @@ TEST(IpcCodec, SpaBlockOnlyForSpaEventsAndReplayKeyIs32Bytes) {
   EXPECT_NE(r.reason().find("KnockEvent.spa"), std::string::npos) << r.reason();
 }
 
-// Writes the seed for the fuzz corpus when asked (KG_WRITE_SPA_SEED=path).
-TEST(IpcCodec, SpaSeedWriter) {
-  const char* out = std::getenv("KG_WRITE_SPA_SEED");
-  if (out == nullptr) GTEST_SKIP() << "set KG_WRITE_SPA_SEED to write the seed";
+// The committed fuzz seed knock_event_spa_request.bin is exactly this event (rewrite it
+// with KG_WRITE_SPA_SEED=1 after changing the layout on purpose).
+TEST(IpcCodec, SpaSeedIsTheDocumentedEvent) {
   KnockEvent e{.event_id = 2,
                .door = "gate",
                .source = IpAddr::v4(0xc0000208),
@@ -1351,8 +1350,17 @@ TEST(IpcCodec, SpaSeedWriter) {
                                  .timeout_s = 30}};
   std::vector<uint8_t> frame;
   ASSERT_TRUE(append_frame(frame, Message{e}).ok());
-  std::ofstream(out, std::ios::binary)
-      .write(reinterpret_cast<const char*>(frame.data()), static_cast<std::streamsize>(frame.size()));
+  const std::string path =
+      std::string(KG_SOURCE_DIR) + "/tests/fuzz/corpus/fuzz_ipc/knock_event_spa_request.bin";
+  if (std::getenv("KG_WRITE_SPA_SEED") != nullptr) {
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(frame.data()),
+               static_cast<std::streamsize>(frame.size()));
+  }
+  std::ifstream in(path, std::ios::binary);
+  const std::vector<uint8_t> seed((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
+  EXPECT_EQ(seed, frame);
 }
 
 }  // namespace
