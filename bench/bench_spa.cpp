@@ -72,7 +72,8 @@ void BM_BadHmacFlood(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<int64_t>(i));
   state.counters["legit_accepted_%"] =
-      legit_sent == 0 ? 0.0 : 100.0 * static_cast<double>(accepted) / static_cast<double>(legit_sent);
+      legit_sent == 0 ? 0.0
+                      : 100.0 * static_cast<double>(accepted) / static_cast<double>(legit_sent);
   state.counters["rejected"] = static_cast<double>(rejected);
   state.counters["pkt_len"] = static_cast<double>(legit.size());
 }

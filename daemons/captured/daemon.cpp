@@ -524,8 +524,7 @@ void Daemon::on_spa_stream(size_t door, std::string data, bool complete, const I
   }
   // fwknop -P tcp writes the packet and closes; a connection cut by our deadline or cap
   // may hold a partial packet.
-  on_spa_payload(door, data, !complete && data.size() >= SpaListener::kMaxBytes, src, dst,
-                 now_ns);
+  on_spa_payload(door, data, !complete && data.size() >= SpaListener::kMaxBytes, src, dst, now_ns);
 }
 
 }  // namespace kg::captured

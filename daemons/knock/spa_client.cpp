@@ -19,7 +19,9 @@ namespace kg::knockclient {
 
 namespace {
 
-Error usage(std::string m) { return Error{std::move(m)}; }
+Error usage(std::string m) {
+  return Error{std::move(m)};
+}
 
 struct Fd {
   int fd = -1;
@@ -209,7 +211,9 @@ std::string spa_usage_text(std::string_view program) {
   std::string p(program);
   return "usage: " + p +
          " --spa -D HOST -A PROTO/PORT[,...] (-a ADDRESS | -s) KEY-OPTIONS [options]\n"
-         "       " + p + " --key-gen [--hmac-digest-type TYPE]\n"
+         "       " +
+         p +
+         " --key-gen [--hmac-digest-type TYPE]\n"
          "SPA packets as fwknop 2.6.10's client makes them (docs/spa.md):\n"
          "  -D, --destination HOST     gateway to send to (or the first operand)\n"
          "  -A, --access PROTO/PORT    access to request, e.g. tcp/22 (repeatable)\n"
@@ -276,8 +280,8 @@ Result<std::string> send_spa_packet(const SpaOptions& o, const std::string& pack
   Fd fd(::socket(addr.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
   if (fd.fd < 0) return Error{std::string("socket: ") + std::strerror(errno)};
   const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
-  const std::string where = std::string(spa::transport_name(o.transport)) + " " +
-                            target->ip.str() + " port " + std::to_string(port);
+  const std::string where = std::string(spa::transport_name(o.transport)) + " " + target->ip.str() +
+                            " port " + std::to_string(port);
   if (udp) {
     if (::sendto(fd.fd, packet.data(), packet.size(), 0, sa, target->addr_len) < 0) {
       return Error{"send to " + where + ": " + std::strerror(errno)};

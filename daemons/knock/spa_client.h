@@ -15,14 +15,14 @@
 namespace kg::knockclient {
 
 struct SpaOptions {
-  std::string host;                   // -D/--destination or the first operand
-  std::vector<std::string> access;    // -A proto/port[,proto/port] (may repeat)
+  std::string host;                     // -D/--destination or the first operand
+  std::vector<std::string> access;      // -A proto/port[,proto/port] (may repeat)
   std::optional<std::string> allow_ip;  // -a
-  bool use_source = false;            // -s: 0.0.0.0 (:: for an IPv6 destination)
-  std::string user;                   // -U, default $USER
+  bool use_source = false;              // -s: 0.0.0.0 (:: for an IPv6 destination)
+  std::string user;                     // -U, default $USER
   spa::EncodeKeys keys;
   bool have_key = false;
-  bool use_hmac = false;  // --use-hmac (implied by an HMAC key)
+  bool use_hmac = false;                             // --use-hmac (implied by an HMAC key)
   spa::DigestType digest = spa::DigestType::sha256;  // -m/--digest-type
   spa::Transport transport = spa::Transport::udp;    // -P
   std::optional<uint16_t> port;                      // -p

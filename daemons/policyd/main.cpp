@@ -311,7 +311,10 @@ class Daemon {
         data.spa_replay_key = event.spa->replay_key;
         data.spa_summary = "user " + event.spa->user + " access";
         for (const auto& a : event.spa->access) {
-          data.spa_summary += (a.proto == 6 ? " tcp/" : a.proto == 17 ? " udp/" : a.proto == 1 ? " icmp/" : " none/") +
+          data.spa_summary += (a.proto == 6    ? " tcp/"
+                               : a.proto == 17 ? " udp/"
+                               : a.proto == 1  ? " icmp/"
+                                               : " none/") +
                               std::to_string(a.port);
         }
         data.spa_summary += " timeout " + std::to_string(event.spa->timeout_s);

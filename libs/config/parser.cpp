@@ -803,8 +803,9 @@ void Parser::check_spa_doors() {
     for (size_t i = 0; i < j; ++i) {
       const SpaDoor& e = config_.spa_doors[i];
       if (e.name == d.name) {
-        error(d.line, "section", "duplicate SPA door \"" + d.name + "\" (first at line " +
-                                     std::to_string(e.line) + ")");
+        error(
+            d.line, "section",
+            "duplicate SPA door \"" + d.name + "\" (first at line " + std::to_string(e.line) + ")");
       } else if (e.port == d.port &&
                  (e.transport == spa::Transport::udp) == (d.transport == spa::Transport::udp)) {
         error(d.line, "port",

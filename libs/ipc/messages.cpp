@@ -58,7 +58,8 @@ GrantRecord decode_grant(Reader& r, bool id_may_be_zero) {
   g.expires_ns = r.i64("grant.expires_ns");
   g.fwmark = r.u32("grant.fwmark");
   g.fwmark_mask = r.u32("grant.fwmark_mask");
-  if (r.ok() && (g.fwmark & ~g.fwmark_mask) != 0) (void)r.fail(WireError::bad_value, "grant.fwmark");
+  if (r.ok() && (g.fwmark & ~g.fwmark_mask) != 0)
+    (void)r.fail(WireError::bad_value, "grant.fwmark");
   return g;
 }
 
@@ -140,8 +141,8 @@ const char* grant_method_name(GrantMethod m) {
 }
 
 std::optional<GrantMethod> parse_grant_method(std::string_view text) {
-  for (const GrantMethod m : {GrantMethod::knock, GrantMethod::spa, GrantMethod::ctl,
-                              GrantMethod::api}) {
+  for (const GrantMethod m :
+       {GrantMethod::knock, GrantMethod::spa, GrantMethod::ctl, GrantMethod::api}) {
     if (text == grant_method_name(m)) return m;
   }
   return std::nullopt;

@@ -309,7 +309,7 @@ struct GrantRecord {
   IpAddr source;
   std::string profile;  // never empty
   GrantMethod method = GrantMethod::knock;
-  std::string origin;  // door name, SPA stanza, admin user: for display
+  std::string origin;      // door name, SPA stanza, admin user: for display
   int64_t created_ns = 0;  // CLOCK_REALTIME ns since the Unix epoch
   int64_t expires_ns = 0;
   uint32_t fwmark = 0;
@@ -375,10 +375,9 @@ struct FeedEvent {
   friend bool operator==(const FeedEvent&, const FeedEvent&) = default;
 };
 
-using Message =
-    std::variant<Hello, Welcome, Refused, Ping, Pong, KnockEvent, EventAck, StatusRequest,
-                 StatusReply, ControlRequest, ControlReply, DoorSequence, Subscribe,
-                 GrantSnapshot, GrantDelta, FeedEvent>;
+using Message = std::variant<Hello, Welcome, Refused, Ping, Pong, KnockEvent, EventAck,
+                             StatusRequest, StatusReply, ControlRequest, ControlReply, DoorSequence,
+                             Subscribe, GrantSnapshot, GrantDelta, FeedEvent>;
 
 MessageType message_type(const Message& m);
 const char* message_name(const Message& m);

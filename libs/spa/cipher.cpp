@@ -103,7 +103,8 @@ KeyIv derive_key_iv(std::span<const uint8_t> password, std::span<const uint8_t, 
   while (filled < material.size()) {
     Bytes input(prev.size() + password.size() + salt.size());
     if (!prev.empty()) std::memcpy(input.data(), prev.data(), prev.size());
-    if (!password.empty()) std::memcpy(input.data() + prev.size(), password.data(), password.size());
+    if (!password.empty())
+      std::memcpy(input.data() + prev.size(), password.data(), password.size());
     std::memcpy(input.data() + prev.size() + password.size(), salt.data(), salt.size());
     prev = digest(DigestType::md5, input);
     OPENSSL_cleanse(input.data(), input.size());

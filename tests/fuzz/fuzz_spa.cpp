@@ -79,8 +79,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 1: {
       // Deterministic salt so a crash reproduces.
       const std::array<uint8_t, kSaltSize> salt{1, 2, 3, 4, 5, 6, 7, 8};
-      const std::string full = b64_encode(encrypt(EncryptionMode::legacy, bytes_of("short"), rest, salt));
-      if (full.size() > kSaltedB64Prefix.size()) check(std::string_view(full).substr(10), 1795429867);
+      const std::string full =
+          b64_encode(encrypt(EncryptionMode::legacy, bytes_of("short"), rest, salt));
+      if (full.size() > kSaltedB64Prefix.size())
+        check(std::string_view(full).substr(10), 1795429867);
       break;
     }
     case 2: {
