@@ -87,6 +87,8 @@ def run_knockgate(lab, build, rate, seconds):
     db = sqlite3.connect(os.path.join(w, "kg.db"))
     accepted = db.execute("SELECT count(*) FROM audit WHERE kind='spa_accepted'").fetchone()[0]
     db.close()
+    if os.environ.get("KG_BENCH_DEBUG"):
+        print(cap.output()[-1500:], file=sys.stderr)
     cap.stop()
     pol.stop()
     return achieved, accepted, c1 - c0

@@ -157,6 +157,7 @@ void Daemon::flush_suppressed() {
   for (const auto& line : limiter_.flush(knocklog::RateLimiter::Clock::now())) {
     setup_.knock_log->write(knocklog::Entry{line, "suppressed", "", ""});
   }
+  spa_->flush_log_summary();
   if (stopping_) return;
   summary_timer_.expires_after(std::chrono::seconds(1));
   summary_timer_.async_wait([this](const boost::system::error_code& ec) {

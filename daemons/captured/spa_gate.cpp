@@ -90,23 +90,45 @@ void SpaGate::refresh_expiry(SpaDoorRuntime& d, int64_t now_s) {
 
 bool SpaGate::should_log(const IpAddr& src, spa::Reject reason) {
   const auto now = Clock::now();
+  auto suppress = [&] {
+    ++suppressed_;
+    ++unlogged_[index_of(reason)];
+    return false;
+  };
   const auto key = std::make_pair(src, reason);
   auto it = last_logged_.find(key);
-  if (it != last_logged_.end() && now - it->second < kLogInterval) {
-    ++suppressed_;
-    return false;
+  if (it != last_logged_.end() && now - it->second < kLogInterval) return suppress();
+  if (now - second_start_ >= std::chrono::seconds(1)) {
+    second_start_ = now;
+    lines_this_second_ = 0;
   }
+  if (lines_this_second_ >= kMaxLinesPerSecond) return suppress();
   if (last_logged_.size() >= kMaxLogKeys) {
-    // A spoofed-source flood: forget old entries rather than grow; lines stay bounded by
-    // the interval for every source we still remember.
-    std::erase_if(last_logged_, [&](const auto& kv) { return now - kv.second >= kLogInterval; });
-    if (last_logged_.size() >= kMaxLogKeys) {
-      ++suppressed_;
-      return false;
+    // Pruned at most once a second: a full table must not cost a scan per packet.
+    if (now - last_prune_ >= std::chrono::seconds(1)) {
+      last_prune_ = now;
+      std::erase_if(last_logged_, [&](const auto& kv) { return now - kv.second >= kLogInterval; });
     }
+    if (last_logged_.size() >= kMaxLogKeys) return suppress();
   }
+  ++lines_this_second_;
   last_logged_[key] = now;
   return true;
+}
+
+void SpaGate::flush_log_summary() {
+  std::string parts;
+  uint64_t total = 0;
+  for (size_t i = 0; i < spa::kRejectCount; ++i) {
+    if (unlogged_[i] == 0) continue;
+    parts += std::string(parts.empty() ? "" : ", ") + spa::reject_name(spa::kAllRejects[i]) + " " +
+             std::to_string(unlogged_[i]);
+    total += unlogged_[i];
+  }
+  unlogged_.fill(0);
+  if (total == 0) return;
+  log::warn("SPA: " + std::to_string(total) + " more refused packets not logged one by one (" +
+            parts + ")");
 }
 
 void SpaGate::reject(size_t door, spa::Reject reason, const IpAddr& src,

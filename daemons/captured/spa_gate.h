@@ -35,6 +35,9 @@ class SpaGate {
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::seconds kLogInterval{60};
   static constexpr size_t kMaxLogKeys = 16384;
+  // Whatever the sources, at most this many rejection lines per second; the rest are
+  // summed up by flush_log_summary() (a spoofed-source flood must not flood the log).
+  static constexpr uint32_t kMaxLinesPerSecond = 20;
 
   explicit SpaGate(const config::Config& cfg);
 
@@ -53,6 +56,8 @@ class SpaGate {
   uint64_t accepted() const { return accepted_; }
   const std::array<uint64_t, spa::kRejectCount>& rejected() const { return rejected_; }
   uint64_t log_lines_suppressed() const { return suppressed_; }
+  // Called every second: one line with the rejections not logged since the last one.
+  void flush_log_summary();
 
  private:
   void refresh_expiry(SpaDoorRuntime& d, int64_t now_s);
@@ -63,6 +68,10 @@ class SpaGate {
   uint64_t accepted_ = 0;
   uint64_t suppressed_ = 0;
   std::map<std::pair<IpAddr, spa::Reject>, Clock::time_point> last_logged_;
+  Clock::time_point last_prune_{};
+  Clock::time_point second_start_{};
+  uint32_t lines_this_second_ = 0;
+  std::array<uint64_t, spa::kRejectCount> unlogged_{};  // since the last summary
 };
 
 // "<reason> (<text>)" plus the clock-skew hint for stale/future packets.
