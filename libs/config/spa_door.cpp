@@ -171,6 +171,7 @@ void SpaSectionReader::stanza_key(int line, const std::string& key, std::string_
     }
     s.hmac_key = std::move(*k);
     have_hmac_key_ = true;
+    hmac_key_line_ = line;
     return;
   }
   if (key == "hmac_digest_type") {
@@ -268,7 +269,8 @@ void SpaSectionReader::finish_stanza() {
     if (!have_key_) {
       error(a.line, "key", "access stanza has no KEY or KEY_BASE64");
     } else if (s.hmac_key && *s.hmac_key == s.key) {
-      error(key_line_, "hmac_key", "the HMAC key must differ from the encryption key");
+      error(std::max(key_line_, hmac_key_line_), "hmac_key",
+            "the HMAC key must differ from the encryption key");
     }
     if (have_hmac_key_ && s.mode == spa::EncryptionMode::legacy) {
       error(a.line, "encryption_mode", "legacy mode cannot be used with an HMAC key");
@@ -277,6 +279,7 @@ void SpaSectionReader::finish_stanza() {
   have_key_ = false;
   have_hmac_key_ = false;
   key_line_ = 0;
+  hmac_key_line_ = 0;
 }
 
 void SpaSectionReader::finish() {

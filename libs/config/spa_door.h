@@ -78,6 +78,7 @@ class SpaSectionReader {
   bool have_key_ = false;
   int key_line_ = 0;
   bool have_hmac_key_ = false;
+  int hmac_key_line_ = 0;
   bool access_conf_only_ = false;
 };
 

@@ -83,7 +83,7 @@ TEST(SpaConfig, ErrorsAreFileLineKey) {
   EXPECT_TRUE(
       has("k.conf:4: grant: no profile named \"nobody\" (define it with [profile nobody])"));
   EXPECT_TRUE(has("k.conf:6: key: access stanza keys must follow a SOURCE line"));
-  EXPECT_TRUE(has("k.conf:8: hmac_key: the HMAC key must differ from the encryption key"));
+  EXPECT_TRUE(has("k.conf:9: hmac_key: the HMAC key must differ from the encryption key"));
   EXPECT_TRUE(
       has("k.conf:10: hmac_digest_type: \"sha7\" is not md5, sha1, sha256, sha384, "
           "sha512, sha3_256 or sha3_512"));
