@@ -96,7 +96,6 @@ TEST(SpaConfig, ErrorsAreFileLineKey) {
   EXPECT_TRUE(
       has("k.conf:16: source: an SPA door needs access stanzas (SOURCE = ... lines) or "
           "AccessFile = PATH"));
-  for (const auto& s : e) std::cerr << s << "\n";
 }
 
 class TempDir {
