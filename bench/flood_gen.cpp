@@ -2,7 +2,10 @@
 // paced rate through an AF_PACKET socket, for the capture flood benchmark. It only ever
 // runs inside the benchmark's own client namespace, toward the lab gateway's address.
 //
-//   flood_gen IFACE DST_MAC DST_IP PORT[,PORT...] RATE_PPS SECONDS [udp]
+//   flood_gen IFACE DST_MAC DST_IP PORT[,PORT...] RATE_PPS SECONDS [udp|spa]
+//
+// `spa`: UDP datagrams carrying 204 bytes of base64 text (a real packet's length), so an
+// SPA door must compute an HMAC for each one before refusing it.
 //
 // Sources walk 10.128.0.0/9 (never the lab's own ranges) so each packet is a new source:
 // the worst case for a knock matcher, every packet starts an attempt. Prints what it sent.
@@ -57,7 +60,10 @@ int main(int argc, char** argv) {
     ports.push_back(static_cast<uint16_t>(std::atoi(tok)));
   const double rate = std::atof(argv[5]);
   const double seconds = std::atof(argv[6]);
-  const bool udp = argc > 7 && std::string(argv[7]) == "udp";
+  const bool spa = argc > 7 && std::string(argv[7]) == "spa";
+  const bool udp = spa || (argc > 7 && std::string(argv[7]) == "udp");
+  constexpr size_t kSpaPayload = 204;
+  static const char kB64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
   const int fd = socket(AF_PACKET, SOCK_RAW, htons(ETH_P_IP));
   if (fd < 0) return std::perror("socket"), 1;
@@ -73,9 +79,10 @@ int main(int argc, char** argv) {
   std::memcpy(sll.sll_addr, dmac, 6);
 
   constexpr size_t kBatch = 64;
-  const size_t l4len = udp ? 8 + 1 : 20;
+  const size_t l4len = spa ? 8 + kSpaPayload : udp ? 8 + 1 : 20;
   const size_t frame_len = 14 + 20 + l4len;
-  std::vector<uint8_t> frames(kBatch * 64, 0);
+  const size_t slot = spa ? 256 : 64;
+  std::vector<uint8_t> frames(kBatch * slot, 0);
   std::vector<iovec> iov(kBatch);
   std::vector<mmsghdr> msgs(kBatch);
   uint32_t src = 0x0a800001;  // 10.128.0.1
@@ -93,7 +100,7 @@ int main(int argc, char** argv) {
     }
     const size_t n = std::min<uint64_t>(kBatch, due - sent);
     for (size_t i = 0; i < n; ++i) {
-      uint8_t* f = &frames[i * 64];
+      uint8_t* f = &frames[i * slot];
       std::memcpy(f, dmac, 6);
       std::memcpy(f + 6, smac, 6);
       f[12] = 0x08;
@@ -121,7 +128,17 @@ int main(int argc, char** argv) {
       l4[1] = static_cast<uint8_t>(sport);
       l4[2] = static_cast<uint8_t>(dport >> 8);
       l4[3] = static_cast<uint8_t>(dport);
-      if (udp) {
+      if (spa) {
+        l4[4] = static_cast<uint8_t>(l4len >> 8);
+        l4[5] = static_cast<uint8_t>(l4len);
+        uint64_t x = seq * 0x9e3779b97f4a7c15ULL + 1;
+        for (size_t k = 0; k < kSpaPayload; ++k) {
+          x ^= x >> 12;
+          x ^= x << 25;
+          x ^= x >> 27;
+          l4[8 + k] = static_cast<uint8_t>(kB64[(x * 0x2545f4914f6cdd1dULL) >> 58]);
+        }
+      } else if (udp) {
         l4[5] = 9;
       } else {
         l4[12] = 0x50;

@@ -97,6 +97,7 @@ Daemon::Daemon(boost::asio::io_context& io, DaemonSetup setup)
       limiter_(setup_.stage_lines_per_second, std::chrono::seconds(1)),
       sink_(std::make_unique<Sink>(*this)) {
   engine_.update_doors(door_specs(setup_.config, setup_.one_time_active));
+  spa_ = std::make_unique<SpaGate>(setup_.config);
 }
 
 Daemon::~Daemon() {
@@ -125,6 +126,7 @@ Result<Ok> Daemon::start() {
   });
   if (auto r = policyd_->start(); !r) return Error{"policyd channel: " + r.error().message};
 
+  setup_spa();
   capture_fd_.assign(setup_.capture->fd());
   arm_capture_read();
   arm_netlink_read();
@@ -155,6 +157,7 @@ void Daemon::flush_suppressed() {
   for (const auto& line : limiter_.flush(knocklog::RateLimiter::Clock::now())) {
     setup_.knock_log->write(knocklog::Entry{line, "suppressed", "", ""});
   }
+  spa_->flush_log_summary();
   if (stopping_) return;
   summary_timer_.expires_after(std::chrono::seconds(1));
   summary_timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -197,6 +200,17 @@ void Daemon::on_capture_readable() {
             accepted_destinations_.end()) {
           ++not_for_us_;
           return;
+        }
+        if (pkt.l4_proto == packet::ipproto::udp) {
+          for (size_t i = 0; i < spa_->doors().size(); ++i) {
+            const auto& d = spa_->doors()[i];
+            if (d.transport != spa::Transport::udp || d.port != pkt.dport) continue;
+            on_spa_payload(i,
+                           std::string_view(reinterpret_cast<const char*>(pkt.payload.data()),
+                                            pkt.payload.size()),
+                           pkt.payload_truncated, pkt.src, pkt.dst, realtime_ns);
+            return;  // an SPA port is not also a knock port
+          }
         }
         knock::Observation o;
         o.src = pkt.src;
@@ -298,6 +312,9 @@ void Daemon::install_filter() {
     if (!engine_.door_active(i)) continue;
     in.doors.push_back({doors[i].sequence, doors[i].tcpflags, doors[i].target});
   }
+  for (const auto& d : spa_->doors()) {
+    if (d.transport == spa::Transport::udp) in.extra_ports.push_back(Knock{Proto::udp, d.port});
+  }
   const std::string expr = build_filter(in);
   if (expr == active_filter_) return;
   if (auto r = setup_.capture->set_filter(expr); !r) {
@@ -353,6 +370,8 @@ void Daemon::reload() {
       parsed.config->options.interfaces != setup_.config.options.interfaces;
   setup_.config = std::move(*parsed.config);
   engine_.update_doors(std::move(specs));
+  spa_ = std::make_unique<SpaGate>(setup_.config);
+  setup_spa();
   ++config_generation_;
   if (auto r = setup_.knock_log->reopen(); !r) log::warn("log file: " + r.error().message);
   if (interfaces_changed) {
@@ -381,6 +400,7 @@ void Daemon::stop() {
   expiry_timer_.cancel();
   summary_timer_.cancel();
   signals_.cancel(ignored);
+  if (spa_listener_) spa_listener_->stop();
   policyd_->stop();
   io_.stop();
 }
@@ -451,8 +471,61 @@ std::vector<ipc::StatusEntry> Daemon::status_entries() {
   add("events_pending", ipc_stats.events_pending);
   add("events_dropped", ipc_stats.events_dropped);
   add("config_generation", config_generation_);
+  add("spa_accepted", spa_->accepted());
+  for (size_t i = 0; i < spa::kRejectCount; ++i) {
+    e.push_back({std::string("spa_rejected_") + spa::reject_name(spa::kAllRejects[i]),
+                 spa_->rejected()[i]});
+  }
+  add("spa_log_lines_suppressed", spa_->log_lines_suppressed());
   e.push_back({"filter", active_filter_});
   return e;
+}
+
+void Daemon::setup_spa() {
+  if (spa_listener_) spa_listener_->stop();
+  spa_listener_.reset();
+  bool any_stream = false;
+  for (const auto& d : spa_->doors()) any_stream = any_stream || d.transport != spa::Transport::udp;
+  if (!any_stream) return;
+  spa_listener_ = std::make_unique<SpaListener>(
+      io_, [this](size_t door, std::string data, bool complete, const IpAddr& src,
+                  const IpAddr& dst) { on_spa_stream(door, std::move(data), complete, src, dst); });
+  for (size_t i = 0; i < spa_->doors().size(); ++i) {
+    const auto& d = spa_->doors()[i];
+    if (d.transport == spa::Transport::udp) continue;
+    if (auto r = spa_listener_->listen(i, d.port, d.transport); !r) {
+      log::error("SPA door " + d.name + ": " + r.error().message + "; door unusable");
+    } else {
+      log::info("SPA door " + d.name + ": listening on " + spa::transport_name(d.transport) +
+                " port " + std::to_string(d.port));
+    }
+  }
+}
+
+void Daemon::on_spa_payload(size_t door, std::string_view payload, bool truncated,
+                            const IpAddr& src, const IpAddr& dst, int64_t realtime_ns) {
+  auto ev = spa_->handle(door, payload, truncated, src, dst, realtime_ns, config_generation_);
+  if (ev) policyd_->send_event(std::move(*ev));
+}
+
+void Daemon::on_spa_stream(size_t door, std::string data, bool complete, const IpAddr& src,
+                           const IpAddr& dst) {
+  if (stopping_ || door >= spa_->doors().size()) return;
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  const int64_t now_ns = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+  if (spa_->doors()[door].transport == spa::Transport::http) {
+    auto inner = spa::unwrap_http(data);
+    if (!inner) {
+      spa_->reject(door, spa::Reject::bad_http, src);
+      return;
+    }
+    on_spa_payload(door, *inner, false, src, dst, now_ns);
+    return;
+  }
+  // fwknop -P tcp writes the packet and closes; a connection cut by our deadline or cap
+  // may hold a partial packet.
+  on_spa_payload(door, data, !complete && data.size() >= SpaListener::kMaxBytes, src, dst, now_ns);
 }
 
 }  // namespace kg::captured

@@ -18,6 +18,8 @@
 #include "ipc/client.h"
 #include "knock/engine.h"
 #include "netwatch.h"
+#include "spa_gate.h"
+#include "spa_listener.h"
 
 namespace kg::captured {
 
@@ -65,6 +67,12 @@ class Daemon {
   void log_line(const knocklog::Entry& e, const char* limit_kind);
   void flush_suppressed();
   std::vector<ipc::StatusEntry> status_entries();
+  // SPA doors (spa_gate.h): UDP through the capture, TCP/HTTP through spa_listener.
+  void setup_spa();
+  void on_spa_payload(size_t door, std::string_view payload, bool truncated, const IpAddr& src,
+                      const IpAddr& dst, int64_t realtime_ns);
+  void on_spa_stream(size_t door, std::string data, bool complete, const IpAddr& src,
+                     const IpAddr& dst);
 
   boost::asio::io_context& io_;
   DaemonSetup setup_;
@@ -78,6 +86,8 @@ class Daemon {
   boost::asio::signal_set signals_;
   knocklog::RateLimiter limiter_;
   std::unique_ptr<Sink> sink_;
+  std::unique_ptr<SpaGate> spa_;
+  std::unique_ptr<SpaListener> spa_listener_;
   std::vector<InterfaceState> interfaces_;
   std::string active_filter_;
   uint32_t config_generation_ = 1;

@@ -137,7 +137,10 @@ int main(int argc, char** argv) {
     return 1;
   }
   setup.knock_log = std::move(*writer);
-  auto capture = captured::Capture::open({});
+  captured::CaptureOptions capture_options;
+  // SPA payloads run up to 1500 bytes; knocks need headers only.
+  if (!setup.config.spa_doors.empty()) capture_options.snaplen = 1700;
+  auto capture = captured::Capture::open(capture_options);
   if (!capture) {
     std::fprintf(stderr, "knockgate-captured: %s\n", capture.error().message.c_str());
     return 1;

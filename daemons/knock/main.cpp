@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "knock_client.h"
+#include "spa_client.h"
 
 namespace {
 
@@ -22,8 +23,43 @@ int fail(const std::string& message) {
   return 1;
 }
 
+// SPA mode (--spa, --key-gen): fwknop-compatible packets, see docs/spa.md.
+int run_spa(const std::vector<std::string>& args) {
+  using namespace kg::knockclient;
+  auto parsed = parse_spa_command_line(args);
+  if (!parsed) {
+    std::cerr << kProgram << ": " << parsed.error().message << "\n"
+              << "Try '" << kProgram << " --spa -h' for help.\n";
+    return 1;
+  }
+  const SpaOptions& o = *parsed;
+  if (o.help) {
+    std::cout << spa_usage_text(kProgram);
+    return 0;
+  }
+  if (o.key_gen) {
+    const auto keys = kg::spa::generate_keys(o.keys.hmac_type);
+    std::cout << "KEY_BASE64: " << keys.key_b64 << "\nHMAC_KEY_BASE64: " << keys.hmac_key_b64
+              << "\n";
+    return 0;
+  }
+  auto target = resolve(o.host, o.family == 4   ? FamilyWanted::v4
+                                : o.family == 6 ? FamilyWanted::v6
+                                                : FamilyWanted::any);
+  if (!target) return fail(target.error().message);
+  auto packet = build_spa_packet(o, target->ip);
+  if (!packet) return fail(packet.error().message);
+  if (o.test || o.verbose) std::cout << *packet << std::endl;
+  if (o.test) return 0;
+  auto sent = send_spa_packet(o, *packet);
+  if (!sent) return fail(sent.error().message);
+  if (o.verbose) std::cout << *sent << std::endl;
+  return 0;
+}
+
 int run(const std::vector<std::string>& args) {
   using namespace kg::knockclient;
+  if (wants_spa(args)) return run_spa(args);
 
   auto parsed = parse_command_line(args);
   if (!parsed) {

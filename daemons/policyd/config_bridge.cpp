@@ -19,6 +19,13 @@ std::vector<DoorActions> door_actions(const config::Config& config) {
     a.grant = d.grant;
     out.push_back(std::move(a));
   }
+  // SPA doors have no commands, only the profile a valid packet grants.
+  for (const config::SpaDoor& d : config.spa_doors) {
+    DoorActions a;
+    a.name = d.name;
+    a.grant = d.grant;
+    out.push_back(std::move(a));
+  }
   return out;
 }
 

@@ -507,6 +507,22 @@ class Daemon {
     data.door = event.door;
     data.source = event.source;
     data.time_ns = event.time_ns;
+    if (event.method == kg::ipc::KnockMethod::spa) {
+      data.spa = true;
+      if (event.spa) {
+        data.spa_replay_key = event.spa->replay_key;
+        data.spa_summary = "user " + event.spa->user + " access";
+        for (const auto& a : event.spa->access) {
+          data.spa_summary += (a.proto == 6    ? " tcp/"
+                               : a.proto == 17 ? " udp/"
+                               : a.proto == 1  ? " icmp/"
+                                               : " none/") +
+                              std::to_string(a.port);
+        }
+        data.spa_summary += " timeout " + std::to_string(event.spa->timeout_s);
+        data.spa_timeout_s = event.spa->timeout_s;
+      }
+    }
     auto outcome = core_->handle_knock(data);
     if (!outcome) {
       // Not committed, so not acknowledged: closing makes captured reconnect and send

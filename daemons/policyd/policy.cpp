@@ -56,6 +56,10 @@ const char* knock_outcome_name(KnockOutcome o) {
       return "duplicate";
     case KnockOutcome::unknown_door:
       return "unknown_door";
+    case KnockOutcome::spa_accepted:
+      return "spa_accepted";
+    case KnockOutcome::spa_replayed:
+      return "spa_replayed";
   }
   return "?";
 }
@@ -219,6 +223,7 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
     kg::log::debug("event " + std::to_string(event.event_id) + " re-sent; already handled");
     return KnockOutcome::duplicate;
   }
+  if (event.spa) return handle_spa(event, profile, *txn, source, now);
   const std::string detail =
       "event " + std::to_string(event.event_id) + " knock_time_ns " + std::to_string(event.time_ns);
 

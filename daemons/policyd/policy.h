@@ -4,6 +4,7 @@
 // call handle_knock() directly.
 #pragma once
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
@@ -93,6 +94,13 @@ struct KnockEventData {
   std::string door;
   IpAddr source;
   int64_t time_ns = 0;  // CLOCK_REALTIME of the last knock packet
+  // SPA events only (KnockEvent method spa): the replay key and a summary of the request
+  // for the audit row ("user alice access tcp/22 timeout 0"). An SPA event without a
+  // replay key is refused.
+  bool spa = false;
+  std::optional<std::array<uint8_t, 32>> spa_replay_key;
+  std::string spa_summary;
+  uint32_t spa_timeout_s = 0;  // access time the packet asked for; 0: the profile's lifetime
 };
 
 enum class KnockOutcome {
@@ -100,6 +108,8 @@ enum class KnockOutcome {
   reopened,      // stop already pending for this door and source: deferred, no start
   duplicate,     // the sender re-sent an event we had committed: nothing done again
   unknown_door,  // the door is not in our config: audited, nothing run
+  spa_accepted,  // SPA packet used for the first time: recorded in the replay cache
+  spa_replayed,  // SPA packet seen before (or without a replay key): refused, audited
 };
 const char* knock_outcome_name(KnockOutcome o);
 
@@ -279,6 +289,10 @@ class PolicyCore {
   Result<OneTimeStep> record_one_time(const DoorActions& door, const std::string& source,
                                       int64_t now);
   void consume_one_time(const DoorActions& door, OneTimeStep& step, const std::string& source);
+  // SPA events (policy_spa.cpp): the replay check inside the event's transaction.
+  Result<KnockOutcome> handle_spa(const KnockEventData& event, const GrantProfile* profile,
+                                  sql::Transaction& txn,
+                                  const std::string& source, int64_t now);
   Result<OneTimeStep> commit_knock(sql::Transaction& txn, const DoorActions& door,
                                    const std::string& source, int64_t now);
   void announce_exhausted(const DoorActions& door, const std::string& source);

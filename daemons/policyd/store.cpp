@@ -84,6 +84,16 @@ CREATE UNIQUE INDEX grants_active_by_source ON grants (source, profile) WHERE st
 CREATE INDEX grants_active_by_expiry ON grants (expires_ns) WHERE state = 'active';
 CREATE INDEX audit_by_source ON audit (source, id);
 )sql"},
+      {4, "SPA replay cache",
+       R"sql(
+CREATE TABLE spa_replay (
+  replay_key    TEXT PRIMARY KEY,
+  first_seen_ns INTEGER NOT NULL,
+  door          TEXT NOT NULL,
+  source        TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX spa_replay_by_time ON spa_replay (first_seen_ns);
+)sql"},
   };
   return list;
 }
@@ -232,6 +242,10 @@ Result<Ok> Store::prepare_statements() {
       {&audit_after_,
        "SELECT id, time_ns, kind, door, source, detail FROM audit WHERE id > ?1 "
        "ORDER BY id LIMIT ?2"},
+      {&insert_spa_replay_,
+       "INSERT OR IGNORE INTO spa_replay (replay_key, first_seen_ns, door, source) "
+       "VALUES (?1, ?2, ?3, ?4)"},
+      {&prune_spa_replay_, "DELETE FROM spa_replay WHERE first_seen_ns < ?1"},
   };
   for (const Item& item : items) {
     auto stmt = db_.prepare(item.text);

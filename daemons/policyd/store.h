@@ -12,6 +12,7 @@
 #include <memory>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -44,6 +45,8 @@ inline constexpr std::string_view grant_failed = "grant_failed";  // kernel refu
 inline constexpr std::string_view daemon_start = "daemon_start";
 inline constexpr std::string_view daemon_stop = "daemon_stop";
 inline constexpr std::string_view config_reload = "config_reload";
+inline constexpr std::string_view spa_accepted = "spa_accepted";  // verified, first use
+inline constexpr std::string_view spa_replayed = "spa_replayed";  // second use refused
 }  // namespace audit_kind
 
 struct AuditRecord {
@@ -166,6 +169,13 @@ class Store {
   Result<std::optional<GrantRow>> grant(int64_t id);
   Result<std::vector<GrantRow>> grants(const GrantFilter& filter);
   Result<std::vector<AuditRecord>> audit_query(const AuditFilter& filter);
+  // The SPA replay cache (spa_store.cpp). Records the key and returns true on its first
+  // use; false when it was seen before (a replay). Call inside the event's transaction.
+  Result<bool> check_and_record_replay(std::span<const uint8_t, 32> replay_key,
+                                       std::string_view door, std::string_view source,
+                                       int64_t now_ns);
+  // Forgets replay keys older than the cutoff (packets that old fail the age check).
+  Result<int64_t> prune_spa_replay(int64_t older_than_ns);
 
   // Audit rows with id > after_id, oldest first, at most `limit`.
   Result<std::vector<AuditRecord>> audit_after(int64_t after_id, int64_t limit);
@@ -196,6 +206,8 @@ class Store {
   sql::Statement end_grant_;
   sql::Statement active_grants_;
   sql::Statement grant_by_id_;
+  sql::Statement insert_spa_replay_;
+  sql::Statement prune_spa_replay_;
 };
 
 }  // namespace kg::policyd

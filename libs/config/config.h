@@ -12,6 +12,7 @@
 
 #include "common/addr.h"
 #include "config/door.h"
+#include "config/spa_door.h"
 
 namespace kg::config {
 
@@ -144,6 +145,7 @@ struct Config {
   Options options;
   std::vector<Door> doors;  // file order; two doors may share a name, as in knockd
   std::vector<Profile> profiles;
+  std::vector<SpaDoor> spa_doors;  // [spa NAME] sections, file order
 
   const Profile* find_profile(std::string_view name) const;
   friend bool operator==(const Config& a, const Config& b);

@@ -88,6 +88,7 @@ std::string dump(const Config& config) {
     if (!d.grant.empty()) put(out, "grant", d.grant);
     if (d.tolerate_duplicates) put(out, "tolerate_duplicates", "yes");
   }
+  out += dump_spa_doors(config.spa_doors);
   return out;
 }
 

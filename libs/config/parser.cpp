@@ -37,7 +37,8 @@ bool operator==(const Profile& a, const Profile& b) {
 }
 
 bool operator==(const Config& a, const Config& b) {
-  return a.options == b.options && a.doors == b.doors && a.profiles == b.profiles;
+  return a.options == b.options && a.doors == b.doors && a.profiles == b.profiles &&
+         a.spa_doors == b.spa_doors;
 }
 
 const Profile* Config::find_profile(std::string_view name) const {
@@ -65,7 +66,7 @@ const char* allow_proto_name(AllowProto p) {
 
 namespace {
 
-enum class Section : uint8_t { none, options, door, profile, broken };
+enum class Section : uint8_t { none, options, door, profile, spa, broken };
 
 const char* section_kind_name(Section s) {
   switch (s) {
@@ -75,6 +76,8 @@ const char* section_kind_name(Section s) {
       return "a profile section";
     case Section::door:
       return "a door section";
+    case Section::spa:
+      return "an SPA door section";
     case Section::none:
     case Section::broken:
       break;
@@ -83,6 +86,7 @@ const char* section_kind_name(Section s) {
 }
 
 constexpr std::string_view kProfilePrefix = "profile ";
+constexpr std::string_view kSpaPrefix = "spa ";
 
 struct Directive {
   int line = 0;
@@ -126,6 +130,10 @@ class Parser {
   void finish_section();
   void finish_profile(const Profile& p, const SectionState& st);
   void finish_file();
+  // [spa NAME] sections (spa_door.cpp does the keys).
+  bool start_spa_section(int line, std::string_view name);
+  void handle_spa_line(int line, std::string_view text, size_t eq, const std::string& key);
+  void check_spa_doors();
 
   void error(int line, std::string_view key, std::string message) {
     errors_.push_back(Diagnostic{file_, line, std::string(key), std::move(message)});
@@ -188,6 +196,7 @@ class Parser {
   std::vector<SectionState> profile_state_;  // parallel to config_.profiles
   std::map<std::string, int, std::less<>> option_lines_;
   bool wan_set_ = false;
+  std::optional<SpaSectionReader> spa_reader_;
 };
 
 const Parser::KeyInfo* Parser::find_key(std::string_view lowered) {
@@ -282,6 +291,7 @@ void Parser::handle_line(int line, std::string_view raw) {
     return;
   }
   if (kind_ == Section::broken) return;  // its header was already reported
+  if (kind_ == Section::spa) return handle_spa_line(line, text, eq, key);
 
   if (eq == std::string_view::npos) {
     if (key == "usesyslog") {
@@ -354,6 +364,7 @@ void Parser::start_section(int line, std::string_view name) {
     kind_ = Section::profile;
     return;
   }
+  if (start_spa_section(line, name)) return;
   Door d;
   d.name = std::string(name);
   d.line = line;
@@ -364,6 +375,8 @@ void Parser::start_section(int line, std::string_view name) {
 
 void Parser::finish_section() {
   if (kind_ == Section::profile) finish_profile(profile(), profile_state_.back());
+  if (kind_ == Section::spa && spa_reader_) spa_reader_->finish();
+  spa_reader_.reset();
   kind_ = Section::none;
 }
 
@@ -718,6 +731,8 @@ void Parser::finish_file() {
     }
   }
 
+  check_spa_doors();
+
   const auto& profiles = config_.profiles;
   for (size_t j = 0; j < profiles.size(); ++j) {
     const Profile& later = profiles[j];
@@ -750,6 +765,62 @@ void Parser::finish_file() {
   }
 }
 
+// ---- [spa NAME] sections ----
+
+bool Parser::start_spa_section(int line, std::string_view name) {
+  if (name.substr(0, kSpaPrefix.size()) != kSpaPrefix) return false;
+  const auto spa_name = name.substr(kSpaPrefix.size());
+  if (!valid_profile_name(spa_name)) {
+    error(line, "section",
+          "SPA door name \"" + std::string(spa_name) +
+              "\" is invalid (a letter or digit, then letters, digits, '.', '_', '-'; at most 64)");
+    kind_ = Section::broken;
+    return true;
+  }
+  SpaDoor d;
+  d.name = std::string(spa_name);
+  d.line = line;
+  config_.spa_doors.push_back(std::move(d));
+  spa_reader_.emplace(file_, config_.spa_doors.back(), errors_);
+  kind_ = Section::spa;
+  return true;
+}
+
+void Parser::handle_spa_line(int line, std::string_view text, size_t eq, const std::string& key) {
+  if (eq == std::string_view::npos) {
+    error(line, key, "missing '= VALUE'");
+    return;
+  }
+  if (key.empty()) {
+    error(line, "", "missing key before '='");
+    return;
+  }
+  spa_reader_->directive(line, key, trim(text.substr(eq + 1)));
+}
+
+void Parser::check_spa_doors() {
+  for (size_t j = 0; j < config_.spa_doors.size(); ++j) {
+    const SpaDoor& d = config_.spa_doors[j];
+    if (!d.grant.empty() && config_.find_profile(d.grant) == nullptr) {
+      error(d.line, "grant",
+            "no profile named \"" + d.grant + "\" (define it with [profile " + d.grant + "])");
+    }
+    for (size_t i = 0; i < j; ++i) {
+      const SpaDoor& e = config_.spa_doors[i];
+      if (e.name == d.name) {
+        error(
+            d.line, "section",
+            "duplicate SPA door \"" + d.name + "\" (first at line " + std::to_string(e.line) + ")");
+      } else if (e.port == d.port &&
+                 (e.transport == spa::Transport::udp) == (d.transport == spa::Transport::udp)) {
+        error(d.line, "port",
+              std::string(d.transport == spa::Transport::udp ? "udp" : "tcp") + "/" +
+                  std::to_string(d.port) + " is already the port of SPA door \"" + e.name + "\"");
+      }
+    }
+  }
+}
+
 }  // namespace
 
 std::string nft_safe_name(std::string_view profile_name) {
@@ -773,7 +844,12 @@ ParseResult parse_file(const std::string& path) {
     r.errors.push_back(Diagnostic{path, 0, "", text.error().message});
     return r;
   }
-  return parse_text(*text, path);
+  auto result = parse_text(*text, path);
+  if (result.config && !result.config->spa_doors.empty()) {
+    load_spa_access_files(*result.config, path, result.errors);
+    if (!result.errors.empty()) result.config.reset();
+  }
+  return result;
 }
 
 }  // namespace kg::config

@@ -58,7 +58,8 @@ GrantRecord decode_grant(Reader& r, bool id_may_be_zero) {
   g.expires_ns = r.i64("grant.expires_ns");
   g.fwmark = r.u32("grant.fwmark");
   g.fwmark_mask = r.u32("grant.fwmark_mask");
-  if (r.ok() && (g.fwmark & ~g.fwmark_mask) != 0) (void)r.fail(WireError::bad_value, "grant.fwmark");
+  if (r.ok() && (g.fwmark & ~g.fwmark_mask) != 0)
+    (void)r.fail(WireError::bad_value, "grant.fwmark");
   return g;
 }
 
@@ -140,8 +141,8 @@ const char* grant_method_name(GrantMethod m) {
 }
 
 std::optional<GrantMethod> parse_grant_method(std::string_view text) {
-  for (const GrantMethod m : {GrantMethod::knock, GrantMethod::spa, GrantMethod::ctl,
-                              GrantMethod::api}) {
+  for (const GrantMethod m :
+       {GrantMethod::knock, GrantMethod::spa, GrantMethod::ctl, GrantMethod::api}) {
     if (text == grant_method_name(m)) return m;
   }
   return std::nullopt;
@@ -259,6 +260,16 @@ void KnockEvent::encode(Writer& w) const {
   w.i64(time_ns);
   w.u8(static_cast<uint8_t>(method));
   w.u32(config_generation);
+  if (spa) {
+    w.bytes(spa->replay_key);
+    w.string(spa->user);
+    w.count(spa->access.size());
+    for (const auto& a : spa->access) {
+      w.u8(a.proto);
+      w.u16(a.port);
+    }
+    w.u32(spa->timeout_s);
+  }
 }
 
 Result<KnockEvent> KnockEvent::decode(Reader& r) {
@@ -277,6 +288,25 @@ Result<KnockEvent> KnockEvent::decode(Reader& r) {
   if (r.ok() && !valid_method(method)) return r.fail(WireError::bad_enum, "method");
   e.method = static_cast<KnockMethod>(method);
   e.config_generation = r.u32("config_generation");
+  if (r.ok() && r.remaining() != 0) {
+    if (e.method != KnockMethod::spa) return r.fail(WireError::bad_value, "spa");
+    SpaRequest s;
+    const auto key = r.bytes("spa.replay_key");
+    if (r.ok() && key.size() != s.replay_key.size()) {
+      return r.fail(WireError::bad_value, "spa.replay_key");
+    }
+    if (r.ok()) std::copy(key.begin(), key.end(), s.replay_key.begin());
+    s.user = r.string("spa.user");
+    const size_t n = r.count(3, "spa.access");
+    for (size_t i = 0; r.ok() && i < n; ++i) {
+      SpaAccessItem a;
+      a.proto = r.u8("spa.access.proto");
+      a.port = r.u16("spa.access.port");
+      s.access.push_back(a);
+    }
+    s.timeout_s = r.u32("spa.timeout_s");
+    e.spa = std::move(s);
+  }
   if (!r.ok()) return r.as_error();
   return e;
 }

@@ -6,6 +6,7 @@
 // direction checks and the fuzz target pick it up from the variant.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -141,6 +142,22 @@ struct Pong {
   friend bool operator==(const Pong&, const Pong&) = default;
 };
 
+// What a verified SPA packet asked for (KnockEvent.spa, method spa only).
+struct SpaAccessItem {
+  uint8_t proto = 6;  // IANA number: 6 tcp, 17 udp, 1 icmp, 0 none
+  uint16_t port = 0;
+  friend bool operator==(const SpaAccessItem&, const SpaAccessItem&) = default;
+};
+struct SpaRequest {
+  // SHA-256 of the decoded ciphertext bytes: policyd's replay cache key. Re-encodings of
+  // one packet ('=' appended, unused base64 bits changed) have the same key.
+  std::array<uint8_t, 32> replay_key{};
+  std::string user;  // fwknop username from the packet (may be empty)
+  std::vector<SpaAccessItem> access;
+  uint32_t timeout_s = 0;  // requested/configured access time; 0 = the profile's lifetime
+  friend bool operator==(const SpaRequest&, const SpaRequest&) = default;
+};
+
 // A completed knock sequence or verified SPA packet, captured → policyd. Stays queued in
 // the sender until an EventAck with the same id arrives.
 struct KnockEvent {
@@ -155,6 +172,9 @@ struct KnockEvent {
   int64_t time_ns = 0;  // CLOCK_REALTIME of the last knock, ns since the Unix epoch
   KnockMethod method = KnockMethod::knock;
   uint32_t config_generation = 0;  // which loaded config the door came from
+  // Appended after config_generation when present (method spa only); frames without it
+  // decode as before.
+  std::optional<SpaRequest> spa{};
 
   void encode(Writer& w) const;
   static Result<KnockEvent> decode(Reader& r);
@@ -289,7 +309,7 @@ struct GrantRecord {
   IpAddr source;
   std::string profile;  // never empty
   GrantMethod method = GrantMethod::knock;
-  std::string origin;  // door name, SPA stanza, admin user: for display
+  std::string origin;      // door name, SPA stanza, admin user: for display
   int64_t created_ns = 0;  // CLOCK_REALTIME ns since the Unix epoch
   int64_t expires_ns = 0;
   uint32_t fwmark = 0;
@@ -355,10 +375,9 @@ struct FeedEvent {
   friend bool operator==(const FeedEvent&, const FeedEvent&) = default;
 };
 
-using Message =
-    std::variant<Hello, Welcome, Refused, Ping, Pong, KnockEvent, EventAck, StatusRequest,
-                 StatusReply, ControlRequest, ControlReply, DoorSequence, Subscribe,
-                 GrantSnapshot, GrantDelta, FeedEvent>;
+using Message = std::variant<Hello, Welcome, Refused, Ping, Pong, KnockEvent, EventAck,
+                             StatusRequest, StatusReply, ControlRequest, ControlReply, DoorSequence,
+                             Subscribe, GrantSnapshot, GrantDelta, FeedEvent>;
 
 MessageType message_type(const Message& m);
 const char* message_name(const Message& m);

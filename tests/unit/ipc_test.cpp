@@ -88,6 +88,19 @@ std::vector<Message> sample_messages() {
                  .time_ns = -1,
                  .method = KnockMethod::spa,
                  .config_generation = UINT32_MAX},
+      KnockEvent{.event_id = 2,
+                 .door = "gate",
+                 .source = ip("192.0.2.8"),
+                 .destination = ip("198.51.100.1"),
+                 .time_ns = 1'795'429'819'000'000'000,
+                 .method = KnockMethod::spa,
+                 .config_generation = 1,
+                 .spa = SpaRequest{.replay_key = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                                  12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                                                  23, 24, 25, 26, 27, 28, 29, 30, 31, 32},
+                                   .user = "alice",
+                                   .access = {{6, 22}, {17, 53}},
+                                   .timeout_s = 30}},
       EventAck{.event_id = 99},
       StatusRequest{.request_id = 5},
       StatusReply{.request_id = 5,
@@ -109,18 +122,25 @@ std::vector<Message> sample_messages() {
                     .first = false,
                     .last = true,
                     .grants = {sample_grant(1, "203.0.113.10"), sample_grant(2, "2001:db8::1")}},
-      GrantDelta{.seq = 78, .op = GrantOp::add, .grant = sample_grant(9, "198.51.100.7"),
-                 .reason = ""},
-      GrantDelta{.seq = 79, .op = GrantOp::remove, .grant = sample_grant(9, "198.51.100.7"),
+      GrantDelta{
+          .seq = 78, .op = GrantOp::add, .grant = sample_grant(9, "198.51.100.7"), .reason = ""},
+      GrantDelta{.seq = 79,
+                 .op = GrantOp::remove,
+                 .grant = sample_grant(9, "198.51.100.7"),
                  .reason = "revoked by root"},
-      GrantDelta{.seq = 80, .op = GrantOp::pending, .grant = sample_grant(0, "198.51.100.8"),
+      GrantDelta{.seq = 80,
+                 .op = GrantOp::pending,
+                 .grant = sample_grant(0, "198.51.100.8"),
                  .reason = ""},
       FeedEvent{.audit_id = 12,
                 .time_ns = 1700000000000000000,
                 .kind = "knock",
                 .source = ip("203.0.113.10"),
                 .detail_json = R"({"door":"openSSH"})"},
-      FeedEvent{.audit_id = 0, .time_ns = 1, .kind = "reject", .source = std::nullopt,
+      FeedEvent{.audit_id = 0,
+                .time_ns = 1,
+                .kind = "reject",
+                .source = std::nullopt,
                 .detail_json = "{}"},
   };
 }
@@ -1286,6 +1306,74 @@ TEST_F(IpcSocket, ClientDropsAServerThatBreaksTheProtocol) {
   }));
   EXPECT_TRUE(delivered.empty());
   EXPECT_GE(log_count("protocol error: unexpected KnockEvent from the server"), 1U) << all_logs();
+}
+
+}  // namespace
+}  // namespace kg::ipc
+
+namespace kg::ipc {
+namespace {
+
+TEST(IpcCodec, SpaBlockOnlyForSpaEventsAndReplayKeyIs32Bytes) {
+  KnockEvent e{.event_id = 3,
+               .door = "gate",
+               .source = IpAddr::v4(0xc0000201),
+               .destination = IpAddr::v4(0xc6336401),
+               .time_ns = 1,
+               .method = KnockMethod::spa,
+               .config_generation = 1,
+               .spa = SpaRequest{.user = "bob", .access = {{6, 22}}, .timeout_s = 0}};
+  std::vector<uint8_t> frame;
+  ASSERT_TRUE(append_frame(frame, Message{e}).ok());
+  {
+    FrameReader reader(kDefaultMaxFrameBytes);
+    auto space = reader.prepare();
+    std::memcpy(space.data(), frame.data(), frame.size());
+    reader.commit(frame.size());
+    auto r = reader.next();
+    ASSERT_TRUE(r.ok()) << r.reason();
+    EXPECT_EQ(std::get<KnockEvent>(*r.message), e);
+  }
+  e.method = KnockMethod::knock;
+  frame.clear();
+  ASSERT_TRUE(append_frame(frame, Message{e}).ok());
+  FrameReader reader(kDefaultMaxFrameBytes);
+  auto space = reader.prepare();
+  std::memcpy(space.data(), frame.data(), frame.size());
+  reader.commit(frame.size());
+  auto r = reader.next();
+  EXPECT_TRUE(r.failed());
+  EXPECT_EQ(r.error, WireError::bad_value);
+  EXPECT_NE(r.reason().find("KnockEvent.spa"), std::string::npos) << r.reason();
+}
+
+// The committed fuzz seed knock_event_spa_request.bin is exactly this event (rewrite it
+// with KG_WRITE_SPA_SEED=1 after changing the layout on purpose).
+TEST(IpcCodec, SpaSeedIsTheDocumentedEvent) {
+  KnockEvent e{.event_id = 2,
+               .door = "gate",
+               .source = IpAddr::v4(0xc0000208),
+               .destination = IpAddr::v4(0xc6336401),
+               .time_ns = 1'795'429'819'000'000'000,
+               .method = KnockMethod::spa,
+               .config_generation = 1,
+               .spa = SpaRequest{.replay_key = {9, 9, 9},
+                                 .user = "alice",
+                                 .access = {{6, 22}, {17, 53}},
+                                 .timeout_s = 30}};
+  std::vector<uint8_t> frame;
+  ASSERT_TRUE(append_frame(frame, Message{e}).ok());
+  const std::string path =
+      std::string(KG_SOURCE_DIR) + "/tests/fuzz/corpus/fuzz_ipc/knock_event_spa_request.bin";
+  if (std::getenv("KG_WRITE_SPA_SEED") != nullptr) {
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(frame.data()),
+               static_cast<std::streamsize>(frame.size()));
+  }
+  std::ifstream in(path, std::ios::binary);
+  const std::vector<uint8_t> seed((std::istreambuf_iterator<char>(in)),
+                                  std::istreambuf_iterator<char>());
+  EXPECT_EQ(seed, frame);
 }
 
 }  // namespace

@@ -802,3 +802,50 @@ TEST_F(PolicydTest, AuditRecordsTheDaemonLifecycle) {
   EXPECT_EQ(audit_count("config_reload"), 1u);
   EXPECT_EQ(audit_count("daemon_stop"), 1u);
 }
+
+// ---------------------------------------------------------------- SPA replay cache
+
+namespace {
+KnockEventData spa_event(uint64_t event_id, uint8_t key_byte, uint64_t boot_id = 0x5678) {
+  KnockEventData ev;
+  ev.sender_boot_id = boot_id;
+  ev.event_id = event_id;
+  ev.door = "gate";
+  ev.source = ip("192.0.2.9");
+  ev.time_ns = kg::policyd::wall_now_ns();
+  ev.spa = true;
+  std::array<uint8_t, 32> key{};
+  key.fill(key_byte);
+  ev.spa_replay_key = key;
+  ev.spa_summary = "user alice access tcp/22 timeout 0";
+  return ev;
+}
+}  // namespace
+
+TEST_F(PolicydTest, SpaReplayIsRefusedEvenAfterARestart) {
+  open_core({});
+  auto outcome = [&](const KnockEventData& ev) {
+    auto r = core_->handle_knock(ev);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message);
+    return r ? *r : KnockOutcome::unknown_door;
+  };
+  EXPECT_EQ(outcome(spa_event(1, 0xaa)), KnockOutcome::spa_accepted);
+  EXPECT_EQ(outcome(spa_event(1, 0xaa)), KnockOutcome::duplicate);  // ack lost, re-sent
+  EXPECT_EQ(outcome(spa_event(2, 0xaa)), KnockOutcome::spa_replayed);
+  EXPECT_EQ(outcome(spa_event(3, 0xbb)), KnockOutcome::spa_accepted);
+  crash();
+  open_core({});
+  // A new captured (new boot id) replaying the first packet after policyd restarted.
+  EXPECT_EQ(outcome(spa_event(1, 0xaa, 0x9999)), KnockOutcome::spa_replayed);
+  KnockEventData no_key = spa_event(2, 0xcc, 0x9999);
+  no_key.spa_replay_key.reset();
+  EXPECT_EQ(outcome(no_key), KnockOutcome::spa_replayed);
+  EXPECT_EQ(audit_count("spa_accepted"), 2U);
+  EXPECT_EQ(audit_count("spa_replayed"), 3U);
+  EXPECT_EQ(count_rows(core_->store().connection(), "SELECT count(*) FROM spa_replay"), 2);
+  size_t replay_lines = 0;
+  for (const auto& d : diagnostics_) {
+    replay_lines += d == "192.0.2.9: gate: SPA packet refused: replayed (already used)" ? 1U : 0U;
+  }
+  EXPECT_EQ(replay_lines, 2U);
+}

@@ -1,0 +1,95 @@
+#include "spa/digest.h"
+
+#include <openssl/evp.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace kg::spa {
+
+namespace {
+
+const EVP_MD* md_of(DigestType t) {
+  switch (t) {
+    case DigestType::md5:
+      return EVP_md5();
+    case DigestType::sha1:
+      return EVP_sha1();
+    case DigestType::sha256:
+      return EVP_sha256();
+    case DigestType::sha384:
+      return EVP_sha384();
+    case DigestType::sha512:
+      return EVP_sha512();
+    case DigestType::sha3_256:
+      return EVP_sha3_256();
+    case DigestType::sha3_512:
+      return EVP_sha3_512();
+  }
+  return EVP_sha256();
+}
+
+}  // namespace
+
+const char* digest_name(DigestType t) {
+  switch (t) {
+    case DigestType::md5:
+      return "md5";
+    case DigestType::sha1:
+      return "sha1";
+    case DigestType::sha256:
+      return "sha256";
+    case DigestType::sha384:
+      return "sha384";
+    case DigestType::sha512:
+      return "sha512";
+    case DigestType::sha3_256:
+      return "sha3_256";
+    case DigestType::sha3_512:
+      return "sha3_512";
+  }
+  return "sha256";
+}
+
+std::optional<DigestType> parse_digest_name(std::string_view name) {
+  std::string lower;
+  for (char c : name) {
+    const char l = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    lower += l == '-' ? '_' : l;
+  }
+  for (DigestType t : kAllDigestTypes) {
+    if (lower == digest_name(t)) return t;
+  }
+  return std::nullopt;
+}
+
+size_t digest_size(DigestType t) {
+  switch (t) {
+    case DigestType::md5:
+      return 16;
+    case DigestType::sha1:
+      return 20;
+    case DigestType::sha256:
+    case DigestType::sha3_256:
+      return 32;
+    case DigestType::sha384:
+      return 48;
+    case DigestType::sha512:
+    case DigestType::sha3_512:
+      return 64;
+  }
+  return 32;
+}
+
+Bytes digest(DigestType t, std::span<const uint8_t> data) {
+  Bytes out(EVP_MAX_MD_SIZE);
+  unsigned len = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, md_of(t), nullptr) != 1) {
+    // Only a broken libcrypto gets here; there is no meaningful fallback.
+    throw std::runtime_error("EVP_Digest failed");
+  }
+  out.resize(len);
+  return out;
+}
+
+}  // namespace kg::spa
