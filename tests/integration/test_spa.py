@@ -107,6 +107,14 @@ class Appliance:
         finally:
             db.close()
 
+    def grants(self):
+        db = sqlite3.connect(os.path.join(self.w, "knockgate.db"))
+        try:
+            return db.execute("SELECT source, profile, method, origin, state FROM grants "
+                              "ORDER BY id").fetchall()
+        finally:
+            db.close()
+
     def wait_audit(self, kind, n, timeout=5.0):
         end = time.monotonic() + timeout
         while time.monotonic() < end:
@@ -190,6 +198,14 @@ class SpaInteropTest(unittest.TestCase):
             self.assertEqual(rows[i][1], kglab.CLIENT4)
             self.assertIn("user %s access tcp/22" % user, rows[i][2])
         self.assertIn("timeout 60", a.audit("spa_accepted")[2][2])
+        # Every accepted packet granted the door's profile: one active grant for the
+        # source, created by the first packet and extended by the others.
+        grants = a.grants()
+        self.assertEqual(len(grants), 1, grants)
+        self.assertEqual(grants[0][0], kglab.CLIENT4)
+        self.assertEqual(grants[0][2:], ("spa", "gate", "active"))
+        self.assertEqual(len(a.audit("grant_create")), 1)
+        self.assertGreaterEqual(len(a.audit("grant_extend")), 1)
         self.assertTrue(a.policyd.wait_for_output(
             re.escape(kglab.CLIENT4 + ": gate: SPA accepted (user dave access tcp/22"), 2))
 
@@ -256,6 +272,9 @@ class SpaInteropTest(unittest.TestCase):
         send_udp(self.lab, pkt)
         self.assertEqual(len(a.wait_audit("spa_replayed", 2)), 2, a.policyd.output())
         self.assertEqual(len(a.audit("spa_accepted")), 1)
+        # Only the first use granted anything; replays neither created nor extended.
+        self.assertEqual(len(a.audit("grant_create")), 1)
+        self.assertEqual(a.audit("grant_extend"), [])
 
     def test_rejections_by_reason(self):
         a = Appliance(self.lab)
