@@ -21,5 +21,6 @@ inline constexpr int kExitFailed = 1;
 inline constexpr int kExitUsage = 2;
 
 int run_check_config(const Args& args);
+int run_passwd(const Args& args);
 
 }  // namespace kg::ctl

@@ -11,6 +11,8 @@ namespace {
 
 constexpr Command kCommands[] = {
     {"check-config", "FILE", "check a knockgate.conf and print it normalised", &run_check_config},
+    {"passwd", "[USER] | --token NAME", "set a web console password or create an API token",
+     &run_passwd},
 };
 
 void print_usage(std::FILE* to) {

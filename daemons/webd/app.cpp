@@ -33,8 +33,8 @@ bool valid_duration(std::string_view s) {
   size_t digits = 0;
   while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
   if (digits == 0) return false;
-  return digits == s.size() ||
-         (digits + 1 == s.size() && std::string_view("smhd").find(s.back()) != std::string_view::npos);
+  return digits == s.size() || (digits + 1 == s.size() &&
+                                std::string_view("smhd").find(s.back()) != std::string_view::npos);
 }
 bool valid_name(std::string_view s) {  // profile names, kinds
   if (s.empty() || s.size() > 64 || !std::isalnum(static_cast<unsigned char>(s[0]))) return false;
@@ -56,12 +56,18 @@ bool valid_time(std::string_view s) {  // ISO-8601 or seconds: digits, -, :, T, 
 
 http::status status_for_exit(int code) {
   switch (code) {
-    case 0: return http::status::ok;
-    case 1: return http::status::unprocessable_entity;
-    case 2: return http::status::bad_request;
-    case 3: return http::status::not_found;
-    case 4: return http::status::forbidden;
-    default: return http::status::service_unavailable;
+    case 0:
+      return http::status::ok;
+    case 1:
+      return http::status::unprocessable_entity;
+    case 2:
+      return http::status::bad_request;
+    case 3:
+      return http::status::not_found;
+    case 4:
+      return http::status::forbidden;
+    default:
+      return http::status::service_unavailable;
   }
 }
 
@@ -107,7 +113,8 @@ std::string grant_json(const ipc::GrantRecord& g) {
   return "{\"id\":" + std::to_string(g.id) + ",\"source\":" + json::quote(g.source.str()) +
          ",\"profile\":" + json::quote(g.profile) +
          ",\"method\":" + json::quote(ipc::grant_method_name(g.method)) +
-         ",\"origin\":" + json::quote(g.origin) + ",\"created_ns\":" + std::to_string(g.created_ns) +
+         ",\"origin\":" + json::quote(g.origin) +
+         ",\"created_ns\":" + std::to_string(g.created_ns) +
          ",\"created\":" + json::quote(iso_time(g.created_ns)) +
          ",\"expires_ns\":" + std::to_string(g.expires_ns) +
          ",\"expires\":" + json::quote(iso_time(g.expires_ns)) + ",\"state\":\"active\"" +
@@ -142,7 +149,8 @@ App::App(boost::asio::io_context& io, Options options, const StaticFiles& files,
   if (auto r = tokens_.load(); !r) log::info(r.error().message + ": no API tokens");
   link_.on_delta([this](const ipc::GrantDelta& d) { on_delta(d); });
   link_.on_feed([this](const ipc::FeedEvent& e) { on_feed(e); });
-  link_.on_snapshot([this] { hub_.publish("snapshot", "{\"seq\":" + std::to_string(link_.seq()) + "}"); });
+  link_.on_snapshot(
+      [this] { hub_.publish("snapshot", "{\"seq\":" + std::to_string(link_.seq()) + "}"); });
 }
 
 void App::on_delta(const ipc::GrantDelta& d) {
@@ -160,13 +168,12 @@ void App::on_feed(const ipc::FeedEvent& e) {
   if (auto parsed = json::parse(e.detail_json); parsed && parsed->as_object() != nullptr) {
     detail = json::serialize(*parsed);  // re-serialised: one line, escaped
   }
-  std::string data = "{\"audit_id\":" + std::to_string(e.audit_id) +
-                     ",\"time_ns\":" + std::to_string(e.time_ns) +
-                     ",\"time\":" + json::quote(iso_time(e.time_ns)) +
-                     ",\"kind\":" + json::quote(e.kind) +
-                     ",\"source\":" + (e.source ? json::quote(e.source->str()) : "null") +
-                     ",\"rejection\":" + (FeedStats::is_rejection(e.kind) ? "true" : "false") +
-                     ",\"detail\":" + detail + "}";
+  std::string data =
+      "{\"audit_id\":" + std::to_string(e.audit_id) + ",\"time_ns\":" + std::to_string(e.time_ns) +
+      ",\"time\":" + json::quote(iso_time(e.time_ns)) + ",\"kind\":" + json::quote(e.kind) +
+      ",\"source\":" + (e.source ? json::quote(e.source->str()) : "null") +
+      ",\"rejection\":" + (FeedStats::is_rejection(e.kind) ? "true" : "false") +
+      ",\"detail\":" + detail + "}";
   hub_.publish("feed", data, true);
 }
 
@@ -253,7 +260,8 @@ bool App::origin_ok(const Request& req, bool tls) const {
   }
   auto host = req.find(http::field::host);
   if (host == req.end()) return false;
-  const std::string expected = std::string(tls ? "https://" : "http://") + std::string(sv(host->value()));
+  const std::string expected =
+      std::string(tls ? "https://" : "http://") + std::string(sv(host->value()));
   return sv(origin->value()) == expected;
 }
 
@@ -286,7 +294,8 @@ void App::route(Call& c) {
     return static_file(c);
   }
   if (path == "/api/v1/login") {
-    if (method != http::verb::post) return reply_error(c, http::status::method_not_allowed, "use POST");
+    if (method != http::verb::post)
+      return reply_error(c, http::status::method_not_allowed, "use POST");
     return login(c);
   }
 
@@ -373,12 +382,14 @@ void App::login(Call& c) {
   if (user == nullptr || password == nullptr || user->as_string() == nullptr ||
       password->as_string() == nullptr || user->as_string()->size() > 64 ||
       password->as_string()->size() > 1024) {
-    return reply_error(c, http::status::bad_request, "expected {\"username\":..., \"password\":...}");
+    return reply_error(c, http::status::bad_request,
+                       "expected {\"username\":..., \"password\":...}");
   }
   if (!passwords_.verify(*user->as_string(), *password->as_string())) {
     ++logins_failed_;
     limiter_.failed(c.client.address, now);
-    log::warn("failed web login for " + json::quote(*user->as_string()) + " from " + c.client.address);
+    log::warn("failed web login for " + json::quote(*user->as_string()) + " from " +
+              c.client.address);
     return reply_error(c, http::status::unauthorized, "wrong user name or password");
   }
   ++logins_ok_;
@@ -399,41 +410,46 @@ void App::logout(Call& c) {
     sessions_.erase(cookie_value(sv(cookie->value()), kCookie));
   }
   Response res = json_response(http::status::ok, c.req, "{}");
-  res.set(http::field::set_cookie, std::string(kCookie) + "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict" +
+  res.set(http::field::set_cookie, std::string(kCookie) +
+                                       "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict" +
                                        (options_.tls ? "; Secure" : ""));
   reply(c, std::move(res));
 }
 
 void App::session_info(Call& c, const Principal& p) {
-  std::string body = "{\"user\":" + json::quote(p.user) + ",\"via\":" +
-                     (p.token ? "\"token\"" : "\"session\"");
+  std::string body =
+      "{\"user\":" + json::quote(p.user) + ",\"via\":" + (p.token ? "\"token\"" : "\"session\"");
   if (p.session != nullptr) body += ",\"csrf_token\":" + json::quote(p.session->csrf_token);
   body += ",\"idle_timeout_s\":" + std::to_string(sessions_.limits().idle.count()) + "}";
   reply(c, json_response(http::status::ok, c.req, std::move(body)));
 }
 
 void App::run_command(Call& c, std::string command, std::vector<std::string> args,
-                      http::status ok_status, std::function<std::string(const std::string&)> shape) {
+                      http::status ok_status,
+                      std::function<std::string(const std::string&)> shape) {
   // The request and the connection outlive this call: the connection waits for `done`.
   const Request& req = c.req;
   Done done = std::move(c.done);
   link_.control(std::move(command), std::move(args),
-                [this, &req, done = std::move(done), ok_status, shape = std::move(shape)](ControlResult r) mutable {
+                [this, &req, done = std::move(done), ok_status,
+                 shape = std::move(shape)](ControlResult r) mutable {
                   Call later{req, Target{}, ClientInfo{}, done};
                   if (r.exit_code != 0) {
-                    const std::string why = !r.err.empty() ? r.err : "policyd: exit " + std::to_string(r.exit_code);
+                    const std::string why =
+                        !r.err.empty() ? r.err : "policyd: exit " + std::to_string(r.exit_code);
                     return reply_error(later, status_for_exit(r.exit_code), why);
                   }
                   if (!json::parse(r.out)) {
                     return reply_error(later, http::status::bad_gateway, "policyd sent no JSON");
                   }
-                  reply(later, json_response(ok_status, req, shape ? shape(r.out) : std::move(r.out)));
+                  reply(later,
+                        json_response(ok_status, req, shape ? shape(r.out) : std::move(r.out)));
                 });
 }
 
 void App::status(Call& c) {
-  const auto uptime = std::chrono::duration_cast<std::chrono::seconds>(
-      std::chrono::steady_clock::now() - started_);
+  const auto uptime =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
   const std::string webd = "{\"version\":" + json::quote(options_.version) +
                            ",\"uptime_s\":" + std::to_string(uptime.count()) +
                            ",\"sessions\":" + std::to_string(sessions_.size()) +
@@ -457,11 +473,13 @@ void App::grants_get(Call& c) {
   std::vector<std::string> args{"--json"};
   const auto& q = c.target.query;
   if (auto it = q.find("source"); it != q.end() && !it->second.empty()) {
-    if (!IpAddr::parse(it->second)) return reply_error(c, http::status::bad_request, "source: not an IP address");
+    if (!IpAddr::parse(it->second))
+      return reply_error(c, http::status::bad_request, "source: not an IP address");
     args.insert(args.end(), {"--source", it->second});
   }
   if (auto it = q.find("profile"); it != q.end() && !it->second.empty()) {
-    if (!valid_name(it->second)) return reply_error(c, http::status::bad_request, "profile: not a profile name");
+    if (!valid_name(it->second))
+      return reply_error(c, http::status::bad_request, "profile: not a profile name");
     args.insert(args.end(), {"--profile", it->second});
   }
   if (auto it = q.find("all"); it != q.end() && (it->second == "1" || it->second == "true")) {
@@ -484,8 +502,8 @@ void App::grants_create(Call& c, const Principal& p) {
   if (profile == nullptr || profile->as_string() == nullptr || !valid_name(*profile->as_string())) {
     return reply_error(c, http::status::bad_request, "profile: a profile name is required");
   }
-  std::vector<std::string> args{"--as", p.user, "--json", IpAddr::parse(*source->as_string())->str(),
-                                *profile->as_string()};
+  std::vector<std::string> args{"--as", p.user, "--json",
+                                IpAddr::parse(*source->as_string())->str(), *profile->as_string()};
   if (duration != nullptr && !duration->is_null()) {
     if (duration->as_string() == nullptr || !valid_duration(*duration->as_string())) {
       return reply_error(c, http::status::bad_request, "duration: like 90s, 10m, 2h");
@@ -500,7 +518,8 @@ void App::grant_extend(Call& c, const Principal& p, const std::string& id) {
   if (!c.req.body().empty()) {
     auto body = json::parse(c.req.body());
     const json::Value* duration = body ? body->find("duration") : nullptr;
-    if (!body || body->as_object() == nullptr) return reply_error(c, http::status::bad_request, "expected a JSON object");
+    if (!body || body->as_object() == nullptr)
+      return reply_error(c, http::status::bad_request, "expected a JSON object");
     if (duration != nullptr && !duration->is_null()) {
       if (duration->as_string() == nullptr || !valid_duration(*duration->as_string())) {
         return reply_error(c, http::status::bad_request, "duration: like 90s, 10m, 2h");
@@ -526,21 +545,25 @@ void App::audit(Call& c) {
   const auto& q = c.target.query;
   for (const char* key : {"since", "until"}) {
     if (auto it = q.find(key); it != q.end() && !it->second.empty()) {
-      if (!valid_time(it->second)) return reply_error(c, http::status::bad_request, std::string(key) + ": not a time");
+      if (!valid_time(it->second))
+        return reply_error(c, http::status::bad_request, std::string(key) + ": not a time");
       args.insert(args.end(), {std::string("--") + key, it->second});
     }
   }
   if (auto it = q.find("source"); it != q.end() && !it->second.empty()) {
-    if (!IpAddr::parse(it->second)) return reply_error(c, http::status::bad_request, "source: not an IP address");
+    if (!IpAddr::parse(it->second))
+      return reply_error(c, http::status::bad_request, "source: not an IP address");
     args.insert(args.end(), {"--source", it->second});
   }
   if (auto it = q.find("kind"); it != q.end() && !it->second.empty()) {
-    if (!valid_name(it->second)) return reply_error(c, http::status::bad_request, "kind: not a kind");
+    if (!valid_name(it->second))
+      return reply_error(c, http::status::bad_request, "kind: not a kind");
     args.insert(args.end(), {"--kind", it->second});
   }
   for (const char* key : {"limit", "before"}) {
     if (auto it = q.find(key); it != q.end() && !it->second.empty()) {
-      if (!valid_id(it->second)) return reply_error(c, http::status::bad_request, std::string(key) + ": not a number");
+      if (!valid_id(it->second))
+        return reply_error(c, http::status::bad_request, std::string(key) + ": not a number");
       args.insert(args.end(), {std::string("--") + key, it->second});
     }
   }
@@ -573,15 +596,19 @@ void App::metrics(Call& c) {
   out += std::string("knockgate_webd_policyd_connected ") + (link_.connected() ? "1" : "0") + "\n";
   counter("knockgate_grants_active", "active grants as webd sees them", "gauge");
   out += "knockgate_grants_active " + std::to_string(link_.grants().size()) + "\n";
-  counter("knockgate_grant_events_total", "grant changes received (add, extend, remove)", "counter");
+  counter("knockgate_grant_events_total", "grant changes received (add, extend, remove)",
+          "counter");
   out += "knockgate_grant_events_total " + std::to_string(grant_events_) + "\n";
-  counter("knockgate_feed_events_total", "feed events by kind (knock, spa, reject, grant, ...)", "counter");
+  counter("knockgate_feed_events_total", "feed events by kind (knock, spa, reject, grant, ...)",
+          "counter");
   for (const auto& [kind, n] : feed_.by_kind()) {
-    out += "knockgate_feed_events_total{kind=\"" + prom_label(kind) + "\"} " + std::to_string(n) + "\n";
+    out += "knockgate_feed_events_total{kind=\"" + prom_label(kind) + "\"} " + std::to_string(n) +
+           "\n";
   }
   counter("knockgate_rejections_total", "rejected knocks and SPA packets by reason", "counter");
   for (const auto& [reason, n] : feed_.rejects_by_reason()) {
-    out += "knockgate_rejections_total{reason=\"" + prom_label(reason) + "\"} " + std::to_string(n) + "\n";
+    out += "knockgate_rejections_total{reason=\"" + prom_label(reason) + "\"} " +
+           std::to_string(n) + "\n";
   }
   counter("knockgate_webd_stream_clients", "connected live-stream clients", "gauge");
   out += "knockgate_webd_stream_clients " + std::to_string(hub_.clients()) + "\n";
@@ -590,14 +617,17 @@ void App::metrics(Call& c) {
   counter("knockgate_webd_logins_total", "login attempts by result", "counter");
   out += "knockgate_webd_logins_total{result=\"ok\"} " + std::to_string(logins_ok_) + "\n";
   out += "knockgate_webd_logins_total{result=\"failed\"} " + std::to_string(logins_failed_) + "\n";
-  out += "knockgate_webd_logins_total{result=\"rate_limited\"} " + std::to_string(logins_blocked_) + "\n";
-  counter("knockgate_webd_csrf_rejected_total", "state-changing requests refused by the CSRF/Origin check", "counter");
+  out += "knockgate_webd_logins_total{result=\"rate_limited\"} " + std::to_string(logins_blocked_) +
+         "\n";
+  counter("knockgate_webd_csrf_rejected_total",
+          "state-changing requests refused by the CSRF/Origin check", "counter");
   out += "knockgate_webd_csrf_rejected_total " + std::to_string(csrf_rejected_) + "\n";
   counter("knockgate_webd_connections_total", "HTTP connections accepted", "counter");
   out += "knockgate_webd_connections_total " + std::to_string(connections_total_) + "\n";
   counter("knockgate_webd_responses_total", "HTTP responses by status code", "counter");
   for (const auto& [code, n] : responses_) {
-    out += "knockgate_webd_responses_total{code=\"" + std::to_string(code) + "\"} " + std::to_string(n) + "\n";
+    out += "knockgate_webd_responses_total{code=\"" + std::to_string(code) + "\"} " +
+           std::to_string(n) + "\n";
   }
   auto finish = [this, &req = c.req](Done& done, std::string text) {
     Response res{http::status::ok, req.version()};
@@ -635,7 +665,8 @@ void App::static_file(Call& c) {
   res.set(http::field::etag, f->etag);
   res.set(http::field::cache_control, "no-cache");
   res.keep_alive(c.req.keep_alive());
-  if (auto inm = c.req.find(http::field::if_none_match); inm != c.req.end() && sv(inm->value()) == f->etag) {
+  if (auto inm = c.req.find(http::field::if_none_match);
+      inm != c.req.end() && sv(inm->value()) == f->etag) {
     res.result(http::status::not_modified);
     ++responses_[304];
     return c.done(Reply{std::move(res), false});

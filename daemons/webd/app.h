@@ -64,8 +64,8 @@ class App {
 
  private:
   struct Principal {
-    std::string user;   // passed to policyd as --as USER
-    bool token = false; // API token: no CSRF (not an ambient credential)
+    std::string user;    // passed to policyd as --as USER
+    bool token = false;  // API token: no CSRF (not an ambient credential)
     const Session* session = nullptr;
   };
   struct Call {
@@ -85,7 +85,8 @@ class App {
   void logout(Call& c);
   void session_info(Call& c, const Principal& p);
   void run_command(Call& c, std::string command, std::vector<std::string> args,
-                   http::status ok_status, std::function<std::string(const std::string&)> shape = {});
+                   http::status ok_status,
+                   std::function<std::string(const std::string&)> shape = {});
   void status(Call& c);
   void grants_get(Call& c);
   void grants_create(Call& c, const Principal& p);

@@ -73,13 +73,15 @@ bool PasswordStore::verify(std::string_view user, std::string_view password) {
   static const std::string dummy = [] {
     char out[crypto_pwhash_STRBYTES];
     const std::string pw = random_hex(16);
-    if (crypto_pwhash_str(out, pw.data(), pw.size(), 2, size_t{19} * 1024 * 1024) != 0) return std::string();
+    if (crypto_pwhash_str(out, pw.data(), pw.size(), 2, size_t{19} * 1024 * 1024) != 0)
+      return std::string();
     return std::string(out);
   }();
   auto it = hashes_.find(user);
   const std::string& hash = it == hashes_.end() ? dummy : it->second;
   const std::string pw(password);
-  const bool ok = !hash.empty() && crypto_pwhash_str_verify(hash.c_str(), pw.data(), pw.size()) == 0;
+  const bool ok =
+      !hash.empty() && crypto_pwhash_str_verify(hash.c_str(), pw.data(), pw.size()) == 0;
   return ok && it != hashes_.end();
 }
 
@@ -187,8 +189,8 @@ void LoginLimiter::failed(const std::string& source, Clock::time_point now) {
   if (failures_.find(source) == failures_.end() && failures_.size() >= limits_.max_sources) {
     auto stalest = failures_.begin();
     for (auto it = failures_.begin(); it != failures_.end(); ++it) {
-      if (it->second.empty() || (!stalest->second.empty() &&
-                                 it->second.back() < stalest->second.back()))
+      if (it->second.empty() ||
+          (!stalest->second.empty() && it->second.back() < stalest->second.back()))
         stalest = it;
     }
     failures_.erase(stalest);

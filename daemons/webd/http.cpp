@@ -52,8 +52,8 @@ std::optional<Target> parse_target(std::string_view target) {
     if (t.query.size() == kMaxParams) return std::nullopt;
     const size_t eq = item.find('=');
     auto key = percent_decode(item.substr(0, eq), true);
-    auto value = percent_decode(eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1),
-                                true);
+    auto value = percent_decode(
+        eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1), true);
     if (!key || !value) return std::nullopt;
     t.query[*key] = *value;
   }

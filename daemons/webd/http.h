@@ -14,14 +14,16 @@ using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
 // Boost 1.74's Beast speaks boost::string_view.
-inline std::string_view sv(boost::beast::string_view s) { return {s.data(), s.size()}; }
+inline std::string_view sv(boost::beast::string_view s) {
+  return {s.data(), s.size()};
+}
 
 // Limits on what a client may send (docs/knockgate-webd.8).
 struct HttpLimits {
-  size_t header_bytes = 8 * 1024;   // request line + headers; more: 431
-  size_t header_count = 64;         // more: 431
-  size_t body_bytes = 64 * 1024;    // more: 413
-  size_t target_bytes = 2048;       // request-target; more: 414
+  size_t header_bytes = 8 * 1024;  // request line + headers; more: 431
+  size_t header_count = 64;        // more: 431
+  size_t body_bytes = 64 * 1024;   // more: 413
+  size_t target_bytes = 2048;      // request-target; more: 414
 };
 
 // Splits `/path?x=1&y=2` and percent-decodes the parts. nullopt on bad escapes or too many

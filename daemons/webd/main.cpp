@@ -67,7 +67,8 @@ std::vector<tcp::endpoint> listen_endpoints(const kg::config::Options& o) {
       const auto* sin = reinterpret_cast<const sockaddr_in*>(static_cast<const void*>(i->ifa_addr));
       ::inet_ntop(AF_INET, &sin->sin_addr, text, sizeof text);
     } else if (i->ifa_addr->sa_family == AF_INET6) {
-      const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(static_cast<const void*>(i->ifa_addr));
+      const auto* sin6 =
+          reinterpret_cast<const sockaddr_in6*>(static_cast<const void*>(i->ifa_addr));
       if (IN6_IS_ADDR_LINKLOCAL(&sin6->sin6_addr)) continue;  // would need a scope id
       ::inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof text);
     } else {
@@ -163,8 +164,8 @@ int run(const std::string& config_path) {
     s << e;
     where += (where.empty() ? "" : ", ") + std::string(tls ? "https://" : "http://") + s.str();
   }
-  kg::log::info("listening on " + where + " as " + o.web_user + "; " + std::to_string(files.size()) +
-                " console files");
+  kg::log::info("listening on " + where + " as " + o.web_user + "; " +
+                std::to_string(files.size()) + " console files");
 
   asio::signal_set signals(io, SIGTERM, SIGINT);
   signals.async_wait([&](const boost::system::error_code& ec, int) {
@@ -193,11 +194,21 @@ int main(int argc, char** argv) {
   int c = 0;
   while ((c = getopt_long(argc, argv, "c:DhV", long_options, nullptr)) != -1) {
     switch (c) {
-      case 'c': config = optarg; break;
-      case 'D': debug = true; break;
-      case 'h': usage(stdout); return 0;
-      case 'V': std::printf("%s %s\n", kProgram, KG_SOFTWARE_VERSION); return 0;
-      default: usage(stderr); return 2;
+      case 'c':
+        config = optarg;
+        break;
+      case 'D':
+        debug = true;
+        break;
+      case 'h':
+        usage(stdout);
+        return 0;
+      case 'V':
+        std::printf("%s %s\n", kProgram, KG_SOFTWARE_VERSION);
+        return 0;
+      default:
+        usage(stderr);
+        return 2;
     }
   }
   if (optind != argc) {

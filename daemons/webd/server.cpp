@@ -1,14 +1,14 @@
 #include "webd/server.h"
 
-#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <sstream>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
 #include <deque>
 #include <optional>
+#include <sstream>
 
 #include "common/log.h"
 
@@ -30,14 +30,20 @@ struct Server::Shared {
 
 namespace {
 
-beast::tcp_stream& lowest(beast::tcp_stream& s) { return s; }
-beast::tcp_stream& lowest(beast::ssl_stream<beast::tcp_stream>& s) { return s.next_layer(); }
+beast::tcp_stream& lowest(beast::tcp_stream& s) {
+  return s;
+}
+beast::tcp_stream& lowest(beast::ssl_stream<beast::tcp_stream>& s) {
+  return s.next_layer();
+}
 
 template <typename Stream>
 class Connection : public std::enable_shared_from_this<Connection<Stream>> {
  public:
   Connection(std::shared_ptr<Server::Shared> shared, Stream stream, ClientInfo client)
-      : shared_(std::move(shared)), stream_(std::move(stream)), client_(std::move(client)),
+      : shared_(std::move(shared)),
+        stream_(std::move(stream)),
+        client_(std::move(client)),
         heartbeat_(lowest(stream_).get_executor()) {
     ++shared_->connections;
     shared_->app.count_connection();
@@ -67,10 +73,9 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     // Keep-alive: idle time for the next request's first bytes, then the request timeout.
     lowest(stream_).expires_after(first ? shared_->options.request_timeout
                                         : shared_->options.idle_timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = this->shared_from_this()](const error_code& ec, size_t) {
-                       self->on_read(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = this->shared_from_this()](const error_code& ec, size_t) { self->on_read(ec); });
   }
 
   void on_read(const error_code& ec) {
@@ -81,21 +86,25 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     }
     const unsigned version = 11;
     if (ec == http::error::header_limit) {
-      return fail(http::status::request_header_fields_too_large, version, "request headers too large");
+      return fail(http::status::request_header_fields_too_large, version,
+                  "request headers too large");
     }
     if (ec == http::error::body_limit) {
       return fail(http::status::payload_too_large, version, "request body too large");
     }
     if (ec) {
-      if (ec.category() == asio::error::get_ssl_category() || ec == asio::ssl::error::stream_truncated) {
+      if (ec.category() == asio::error::get_ssl_category() ||
+          ec == asio::ssl::error::stream_truncated) {
         return close();
       }
       return fail(http::status::bad_request, version, "malformed request: " + ec.message());
     }
     request_ = parser_->release();
     const auto& limits = shared_->options.limits;
-    if (static_cast<size_t>(std::distance(request_.begin(), request_.end())) > limits.header_count) {
-      return fail(http::status::request_header_fields_too_large, request_.version(), "too many header fields");
+    if (static_cast<size_t>(std::distance(request_.begin(), request_.end())) >
+        limits.header_count) {
+      return fail(http::status::request_header_fields_too_large, request_.version(),
+                  "too many header fields");
     }
     if (request_.target().size() > limits.target_bytes) {
       return fail(http::status::uri_too_long, request_.version(), "request target too long");
@@ -126,7 +135,8 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     lowest(stream_).expires_after(shared_->options.write_timeout);
     http::async_write(stream_, *owned,
                       [self = this->shared_from_this(), owned](const error_code& ec, size_t) {
-                        if (ec || !owned->keep_alive() || self->shared_->stopped) return self->close();
+                        if (ec || !owned->keep_alive() || self->shared_->stopped)
+                          return self->close();
                         self->read_request(false);
                       });
   }
@@ -183,13 +193,14 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
 
   void heartbeat() {
     heartbeat_.expires_after(shared_->options.stream_heartbeat);
-    heartbeat_.async_wait([weak = std::weak_ptr<Connection>(this->shared_from_this())](const error_code& ec) {
-      auto self = weak.lock();
-      if (ec || !self || self->closed_) return;
-      static const auto kPing = std::make_shared<const std::string>(": keep-alive\n\n");
-      self->push(kPing);
-      self->heartbeat();
-    });
+    heartbeat_.async_wait(
+        [weak = std::weak_ptr<Connection>(this->shared_from_this())](const error_code& ec) {
+          auto self = weak.lock();
+          if (ec || !self || self->closed_) return;
+          static const auto kPing = std::make_shared<const std::string>(": keep-alive\n\n");
+          self->push(kPing);
+          self->heartbeat();
+        });
   }
 
   void close() {
@@ -225,7 +236,9 @@ Server::Server(asio::io_context& io, App& app, StreamHub& hub, ServerOptions opt
                asio::ssl::context* tls)
     : io_(io), shared_(std::make_shared<Shared>(Shared{app, hub, options, tls})) {}
 
-Server::~Server() { stop(); }
+Server::~Server() {
+  stop();
+}
 
 Result<Ok> Server::listen(const tcp::endpoint& endpoint) {
   auto acceptor = std::make_unique<tcp::acceptor>(io_);
@@ -267,31 +280,34 @@ void Server::stop() {
 }
 
 void Server::accept(size_t index) {
-  acceptors_[index]->async_accept([this, index, shared = shared_](const error_code& ec, tcp::socket socket) {
-    if (shared->stopped || ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      error_code peer_ec;
-      const auto peer = socket.remote_endpoint(peer_ec);
-      if (peer_ec || shared->connections >= shared->options.max_connections) {
-        error_code ignored;
-        socket.close(ignored);
-      } else {
-        (void)socket.set_option(tcp::no_delay(true), peer_ec);
-        ClientInfo client{peer.address().to_string(), shared->tls != nullptr};
-        if (shared->tls != nullptr) {
-          std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
-              shared, beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)), *shared->tls),
-              std::move(client))
-              ->start();
-        } else {
-          std::make_shared<Connection<beast::tcp_stream>>(shared, beast::tcp_stream(std::move(socket)),
-                                                          std::move(client))
-              ->start();
+  acceptors_[index]->async_accept(
+      [this, index, shared = shared_](const error_code& ec, tcp::socket socket) {
+        if (shared->stopped || ec == asio::error::operation_aborted) return;
+        if (!ec) {
+          error_code peer_ec;
+          const auto peer = socket.remote_endpoint(peer_ec);
+          if (peer_ec || shared->connections >= shared->options.max_connections) {
+            error_code ignored;
+            socket.close(ignored);
+          } else {
+            (void)socket.set_option(tcp::no_delay(true), peer_ec);
+            ClientInfo client{peer.address().to_string(), shared->tls != nullptr};
+            if (shared->tls != nullptr) {
+              std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
+                  shared,
+                  beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)),
+                                                       *shared->tls),
+                  std::move(client))
+                  ->start();
+            } else {
+              std::make_shared<Connection<beast::tcp_stream>>(
+                  shared, beast::tcp_stream(std::move(socket)), std::move(client))
+                  ->start();
+            }
+          }
         }
-      }
-    }
-    accept(index);
-  });
+        accept(index);
+      });
 }
 
 }  // namespace kg::webd
