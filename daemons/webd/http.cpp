@@ -60,6 +60,22 @@ std::optional<Target> parse_target(std::string_view target) {
   return t;
 }
 
+std::optional<RequestProblem> check_request(const Request& req, const HttpLimits& limits) {
+  if (static_cast<size_t>(std::distance(req.begin(), req.end())) > limits.header_count) {
+    return RequestProblem{http::status::request_header_fields_too_large, "too many header fields"};
+  }
+  if (req.target().size() > limits.target_bytes) {
+    return RequestProblem{http::status::uri_too_long, "request target too long"};
+  }
+  if (req.version() != 11 && req.version() != 10) {
+    return RequestProblem{http::status::http_version_not_supported, "HTTP/1.x only"};
+  }
+  if (req.version() == 11 && req.find(http::field::host) == req.end()) {
+    return RequestProblem{http::status::bad_request, "Host header required"};
+  }
+  return std::nullopt;
+}
+
 std::string cookie_value(std::string_view header, std::string_view name) {
   while (!header.empty()) {
     const size_t semi = header.find(';');

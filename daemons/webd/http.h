@@ -26,6 +26,15 @@ struct HttpLimits {
   size_t target_bytes = 2048;      // request-target; more: 414
 };
 
+// What a whole, parsed request may still be refused for: too many header fields (431),
+// too long a target (414), an HTTP version other than 1.0/1.1 (505), no Host in 1.1 (400).
+// nullopt: acceptable.
+struct RequestProblem {
+  http::status status;
+  const char* why;
+};
+std::optional<RequestProblem> check_request(const Request& req, const HttpLimits& limits);
+
 // Splits `/path?x=1&y=2` and percent-decodes the parts. nullopt on bad escapes or too many
 // parameters.
 struct Target {

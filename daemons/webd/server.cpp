@@ -100,20 +100,8 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
       return fail(http::status::bad_request, version, "malformed request: " + ec.message());
     }
     request_ = parser_->release();
-    const auto& limits = shared_->options.limits;
-    if (static_cast<size_t>(std::distance(request_.begin(), request_.end())) >
-        limits.header_count) {
-      return fail(http::status::request_header_fields_too_large, request_.version(),
-                  "too many header fields");
-    }
-    if (request_.target().size() > limits.target_bytes) {
-      return fail(http::status::uri_too_long, request_.version(), "request target too long");
-    }
-    if (request_.version() != 11 && request_.version() != 10) {
-      return fail(http::status::http_version_not_supported, 11, "HTTP/1.x only");
-    }
-    if (request_.version() == 11 && request_.find(http::field::host) == request_.end()) {
-      return fail(http::status::bad_request, 11, "Host header required");
+    if (auto problem = check_request(request_, shared_->options.limits)) {
+      return fail(problem->status, request_.version() == 10 ? 10 : 11, problem->why);
     }
     lowest(stream_).expires_after(shared_->options.write_timeout);
     shared_->app.handle(request_, client_, [self = this->shared_from_this()](Reply reply) {
