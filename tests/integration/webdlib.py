@@ -17,6 +17,7 @@ POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
 WEBD = os.path.join(BUILD, "daemons", "webd", "knockgate-webd")
 CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
 CAPTURED = os.path.join(BUILD, "daemons", "captured", "knockgate-captured")
+KNOCK = os.path.join(BUILD, "daemons", "knock", "knockgate-knock")
 WEB_ROOT = os.path.join(kglab.SOURCE_DIR, "web")
 PASSWORD = "correct horse battery"
 CLONE_NEWNET = 0x40000000
