@@ -11,7 +11,9 @@ build_pkgs=(build-essential cmake ninja-build pkg-config git
   libboost-dev libboost-system-dev libsqlite3-dev libssl-dev libsodium-dev libsystemd-dev)
 run_pkgs=(nftables iproute2 conntrack sqlite3 procps)
 test_pkgs=(knockd fwknop-client fwknop-server hping3 tcpdump iputils-ping netcat-openbsd
-  python3)
+  python3 chromium nodejs)   # chromium + node: webd's browser test (playwright-core via npm)
+# NodeSource's nodejs ships npm itself; Debian's needs the npm package.
+command -v npm >/dev/null 2>&1 || test_pkgs+=(npm)
 
 want=("${build_pkgs[@]}" "${run_pkgs[@]}")
 case "${1:-all}" in
