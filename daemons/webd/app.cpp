@@ -133,10 +133,8 @@ void flatten_metrics(const json::Value& v, const std::string& prefix, std::strin
   }
 }
 
-App::App(boost::asio::io_context& io, Options options, const StaticFiles& files, PolicyLink& link,
-         StreamHub& hub)
-    : io_(io),
-      options_(std::move(options)),
+App::App(Options options, const StaticFiles& files, PolicyLink& link, StreamHub& hub)
+    : options_(std::move(options)),
       files_(files),
       link_(link),
       hub_(hub),

@@ -45,8 +45,7 @@ class App {
     LoginLimiter::Limits logins;
   };
 
-  App(boost::asio::io_context& io, Options options, const StaticFiles& files, PolicyLink& link,
-      StreamHub& hub);
+  App(Options options, const StaticFiles& files, PolicyLink& link, StreamHub& hub);
 
   // `done` runs exactly once, now or later on the io_context.
   void handle(const Request& req, const ClientInfo& client, Done done);
@@ -104,7 +103,6 @@ class App {
   void on_delta(const ipc::GrantDelta& d);
   void on_feed(const ipc::FeedEvent& e);
 
-  boost::asio::io_context& io_;
   Options options_;
   const StaticFiles& files_;
   PolicyLink& link_;

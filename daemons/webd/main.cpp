@@ -125,7 +125,7 @@ int run(const std::string& config_path) {
   app_options.token_file = o.web_token_file;
   app_options.tls = tls.has_value();
   app_options.version = KG_SOFTWARE_VERSION;
-  kg::webd::App app(io, app_options, files, link, hub);
+  kg::webd::App app(app_options, files, link, hub);
   kg::webd::Server server(io, app, hub, kg::webd::ServerOptions{}, tls ? &*tls : nullptr);
   size_t listening = 0;
   for (const auto& endpoint : listen_endpoints(o)) {

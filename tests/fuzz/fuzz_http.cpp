@@ -53,7 +53,7 @@ struct Fixture {
     kg::webd::App::Options o;
     o.password_file = std::string(dir) + "/passwd";  // absent: every login fails
     o.token_file = std::string(dir) + "/tokens";
-    app = std::make_unique<kg::webd::App>(io, o, files, *link, hub);
+    app = std::make_unique<kg::webd::App>(o, files, *link, hub);
   }
 
   static void write(const std::string& path, const std::string& text) {
