@@ -646,7 +646,6 @@ void App::metrics(Call& c) {
                 [finish, out = std::move(out), done = std::move(done)](ControlResult r) mutable {
                   if (r.exit_code == 0) {
                     if (auto v = json::parse(r.out)) {
-                      out += "# HELP knockgate_status policyd's status counters, relayed\n";
                       flatten_metrics(*v, "knockgate_status", out);
                     }
                   }
