@@ -7,7 +7,7 @@ build_pkgs=(build-essential cmake ninja-build pkg-config git
   clang libclang-rt-14-dev                 # libFuzzer targets
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcap-dev libnl-3-dev libnl-route-3-dev libnl-nf-3-dev
-  libnetfilter-queue-dev libnetfilter-conntrack-dev libmnl-dev libnftables-dev
+  libnetfilter-queue-dev libnetfilter-conntrack-dev libmnl-dev libnftables-dev libnftnl-dev
   libboost-dev libboost-system-dev libsqlite3-dev libssl-dev libsodium-dev libsystemd-dev)
 run_pkgs=(nftables iproute2 conntrack sqlite3 procps)
 test_pkgs=(knockd fwknop-client fwknop-server hping3 tcpdump iputils-ping netcat-openbsd

@@ -22,6 +22,23 @@ std::vector<DoorActions> door_actions(const config::Config& config) {
   return out;
 }
 
+std::vector<GrantProfile> grant_profiles(const config::Config& config) {
+  std::vector<GrantProfile> out;
+  out.reserve(config.profiles.size());
+  for (const config::Profile& p : config.profiles) {
+    GrantProfile g;
+    g.name = p.name;
+    g.lifetime = p.lifetime;
+    g.max_lifetime = p.max_lifetime;
+    if (p.fwmark) {
+      g.fwmark = p.fwmark->value;
+      g.fwmark_mask = p.fwmark->mask;
+    }
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
 std::vector<std::string> duplicate_door_names(const config::Config& config) {
   std::map<std::string, int> seen;
   std::vector<std::string> dups;

@@ -13,6 +13,9 @@ namespace kg::policyd {
 // One DoorActions per config door, in file order.
 std::vector<DoorActions> door_actions(const config::Config& config);
 
+// One GrantProfile per config profile.
+std::vector<GrantProfile> grant_profiles(const config::Config& config);
+
 // Door names that appear more than once. knockd allows it; events name the door, so
 // policyd acts with the first door of that name and warns about the others.
 std::vector<std::string> duplicate_door_names(const config::Config& config);

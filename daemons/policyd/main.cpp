@@ -4,20 +4,26 @@
 //   knockgate-policyd [-c FILE] [-n] [-d] [-v|-D]
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "common/knocklog.h"
 #include "common/log.h"
@@ -26,7 +32,10 @@
 #include "ipc/messages.h"
 #include "ipc/peer.h"
 #include "ipc/server.h"
+#include "policyd/broadcast.h"
 #include "policyd/config_bridge.h"
+#include "policyd/control.h"
+#include "policyd/kernel_state.h"
 #include "policyd/policy.h"
 
 namespace {
@@ -119,10 +128,39 @@ kg::ipc::PeerPolicy peer_policy(const kg::config::Options& o) {
   return kg::ipc::standard_peer_policy(rules);
 }
 
+// Grants' kernel effects through the kernel layer (contract A).
+class KernelInstaller final : public kg::policyd::GrantInstaller {
+ public:
+  explicit KernelInstaller(kg::policyd::KernelState& kernel) : kernel_(kernel) {}
+  kg::Result<kg::Ok> add(std::span<const kg::policyd::GrantInstall> grants) override {
+    const auto v = convert(grants);
+    return kernel_.add_grants(v);
+  }
+  kg::Result<size_t> remove(std::span<const kg::policyd::GrantInstall> grants) override {
+    const auto v = convert(grants);
+    return kernel_.remove_grants(v);
+  }
+  static std::vector<kg::policyd::InstalledGrant> convert(
+      std::span<const kg::policyd::GrantInstall> grants) {
+    std::vector<kg::policyd::InstalledGrant> out;
+    out.reserve(grants.size());
+    for (const auto& g : grants) out.push_back({g.id, g.source, g.profile, g.expires_ns});
+    return out;
+  }
+
+ private:
+  kg::policyd::KernelState& kernel_;
+};
+
 class Daemon {
  public:
   Daemon(Args args, kg::config::Config config)
-      : args_(std::move(args)), config_(std::move(config)), signals_(io_) {}
+      : args_(std::move(args)),
+        config_(std::move(config)),
+        signals_(io_),
+        status_poll_(io_),
+        broadcaster_([this] { return core_->grant_records(); }),
+        started_(std::chrono::steady_clock::now()) {}
 
   int run() {
     kg::knocklog::Options log_options;
@@ -138,9 +176,28 @@ class Daemon {
     auto core = PolicyCore::open(io_, *knocklog_, core_options, kg::policyd::door_actions(config_));
     if (!core) return fail(core.error().message);
     core_ = std::move(*core);
+    core_->set_profiles(kg::policyd::grant_profiles(config_));
+    core_->set_pending_hold(std::chrono::milliseconds(config_.options.verdict_hold_ms));
+    core_->set_observer(&broadcaster_);
+    kg::policyd::Control::Hooks hooks;
+    hooks.config = [this]() -> const kg::config::Config& { return config_; };
+    hooks.status = [this] { return status_info(); };
+    hooks.reload = [this] { return reload_config(); };
+    control_ = std::make_unique<kg::policyd::Control>(*core_, std::move(hooks));
+    // The kernel layer first: without it no grant can take effect (fail closed).
+    auto kernel = kg::policyd::KernelState::open(config_);
+    if (!kernel) return fail("kernel: " + kernel.error().message);
+    kernel_ = std::move(*kernel);
+    installer_ = std::make_unique<KernelInstaller>(*kernel_);
+    core_->set_installer(installer_.get());
+    kg::log::info("kernel: " + kernel_->features());
     auto started = core_->start();
     if (!started)
       return fail("database " + config_.options.database + ": " + started.error().message);
+    // Active grants back in the kernel, expired ones gone, our rules and routes as the
+    // config says, foreign state untouched.
+    reconcile("start");
+    watch_netlink();
 
     if (auto dir = ensure_runtime_dir(config_.options.runtime_dir); !dir) {
       return fail(dir.error().message);
@@ -152,6 +209,9 @@ class Daemon {
     server_options.socket_mode = 0666;
     server_options.program_name = kProgram;
     server_options.policy = peer_policy(config_.options);
+    // Snapshots of many grants and big control replies are queued whole; a subscriber
+    // that stops reading is still cut off at this bound.
+    server_options.max_write_queue_bytes = size_t{64} * 1024 * 1024;
     server_ = std::make_unique<kg::ipc::Server>(io_, std::move(server_options));
     server_->on_message(
         [this](const kg::ipc::SessionPtr& s, const kg::ipc::Message& m) { on_message(s, m); });
@@ -160,6 +220,13 @@ class Daemon {
     server_->on_open([this](const kg::ipc::SessionPtr& s) {
       if (s->role() != kg::ipc::Role::captured) return;
       for (const auto& update : core_->one_time_snapshot()) s->send(door_sequence(update));
+      s->send(kg::ipc::StatusRequest{++status_request_id_});
+    });
+    server_->on_close([this](const kg::ipc::SessionPtr& s, const std::string&) {
+      broadcaster_.unsubscribe(s->id());
+      if (s->role() == kg::ipc::Role::captured && captured_session_ == s->id()) {
+        captured_status_.reset();
+      }
     });
     core_->on_door_sequence_update([this](const kg::policyd::DoorSequenceUpdate& update) {
       const kg::ipc::Message m = door_sequence(update);
@@ -175,6 +242,7 @@ class Daemon {
     });
     if (auto listening = server_->start(); !listening) return fail(listening.error().message);
 
+    poll_captured_status();
     signals_.add(SIGTERM);
     signals_.add(SIGINT);
     signals_.add(SIGHUP);
@@ -225,18 +293,40 @@ class Daemon {
       kg::log::info(std::string("received ") + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
                     ", stopping; pending stop commands stay in the database");
       core_->shutdown();
+      status_poll_.cancel();
+      if (netlink_) {
+        boost::system::error_code ignored;
+        netlink_->cancel(ignored);
+        netlink_->release();  // the descriptor belongs to KernelState
+      }
+      // Clean stop: everything we installed goes, nothing else. Grants stay in the
+      // database and come back at the next start.
+      if (auto removed = kernel_->remove_all(); !removed) {
+        kg::log::error("kernel cleanup: " + removed.error().message);
+      } else {
+        kg::log::info("kernel state removed");
+      }
       server_->stop();
       io_.stop();
     });
   }
 
   void reload() {
+    auto r = reload_config();
+    if (!r) kg::log::error("config not reloaded; the previous one stays in effect");
+  }
+
+  kg::Result<std::string> reload_config() {
     sd_notify(0, "RELOADING=1");
     knocklog_->write(kg::knocklog::rereading_config(args_.config));
     kg::config::ParseResult parsed = kg::config::parse_file(args_.config);
+    std::string summary;
+    std::string errors;
     if (!parsed.config) {
-      for (const auto& d : parsed.errors) kg::log::error(d.str());
-      kg::log::error("config not reloaded; the previous one stays in effect");
+      for (const auto& d : parsed.errors) {
+        kg::log::error(d.str());
+        errors += d.str() + "\n";
+      }
     } else {
       const kg::config::Options& old_o = config_.options;
       const kg::config::Options& new_o = parsed.config->options;
@@ -249,15 +339,102 @@ class Daemon {
       }
       warn_duplicate_doors(*parsed.config);
       core_->set_doors(kg::policyd::door_actions(*parsed.config));
+      core_->set_pending_hold(std::chrono::milliseconds(parsed.config->options.verdict_hold_ms));
       core_->audit_config_reload(args_.config);
       const kg::config::Options kept = config_.options;
+      const size_t grants_before = core_->active_grant_count();
+      // Grants of removed profiles are revoked ("profile removed"); changed marks are
+      // broadcast again.
+      core_->set_profiles(kg::policyd::grant_profiles(*parsed.config));
       config_ = std::move(*parsed.config);
       config_.options = kept;
-      kg::log::info("config reloaded: " + std::to_string(config_.doors.size()) + " door(s)");
+      reconcile("reload");
+      summary = "config reloaded: " + std::to_string(config_.doors.size()) + " door(s), " +
+                std::to_string(config_.profiles.size()) + " profile(s), " +
+                std::to_string(grants_before - core_->active_grant_count()) +
+                " grant(s) revoked with their profile";
+      kg::log::info(summary);
     }
     // Also the logrotate hook: the log file is opened again by name.
     if (auto reopened = knocklog_->reopen(); !reopened) kg::log::error(reopened.error().message);
     sd_notify(0, "READY=1");
+    if (!errors.empty())
+      return kg::Error{errors + "config not reloaded; the previous one stays in effect"};
+    return summary;
+  }
+
+  void reconcile(const char* why) {
+    const auto installs = KernelInstaller::convert(core_->active_installs());
+    auto report = kernel_->reconcile(config_, installs);
+    if (!report) {
+      kg::log::error(std::string("kernel reconcile (") + why + "): " + report.error().message);
+      return;
+    }
+    kg::log::info(std::string(why) + ": " + std::to_string(installs.size()) + " grant(s); " +
+                  report->summary());
+  }
+
+  // Link and address events: a link we route through came back, routes need re-adding.
+  void watch_netlink() {
+    const int fd = kernel_->netlink_fd();
+    if (fd < 0) return;
+    if (!netlink_) netlink_ = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
+    netlink_->async_wait(asio::posix::stream_descriptor::wait_read,
+                         [this](const boost::system::error_code& ec) {
+                           if (ec) return;
+                           if (kernel_->process_netlink()) reconcile("link up");
+                           watch_netlink();
+                         });
+  }
+
+  // captured's counters for `status`: asked every few seconds, the last answer kept.
+  void poll_captured_status() {
+    for (const auto& s : server_->sessions()) {
+      if (s->role() == kg::ipc::Role::captured)
+        s->send(kg::ipc::StatusRequest{++status_request_id_});
+    }
+    status_poll_.expires_after(std::chrono::seconds(2));
+    status_poll_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) poll_captured_status();
+    });
+  }
+
+  kg::policyd::StatusInfo status_info() {
+    kg::policyd::StatusInfo s;
+    s.version = KG_SOFTWARE_VERSION;
+    s.pid = ::getpid();
+    s.uptime_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
+                                                                  started_)
+                     .count();
+    s.events_received = events_handled_;
+    s.kernel_features = kernel_->features();
+    s.policyd_extra = {
+        {"doors", static_cast<uint64_t>(config_.doors.size())},
+        {"profiles", static_cast<uint64_t>(config_.profiles.size())},
+        {"pending_stops", static_cast<uint64_t>(core_->scheduled_stop_count())},
+        {"running_commands", static_cast<uint64_t>(core_->running_commands())},
+        {"sessions", static_cast<uint64_t>(server_->session_count())},
+        {"subscribers", static_cast<uint64_t>(broadcaster_.subscriber_count())},
+        {"subscribers_dropped", broadcaster_.subscribers_dropped()},
+        {"broadcast_seq", broadcaster_.seq()},
+    };
+    if (captured_status_) {
+      s.captured = captured_status_->entries;
+      s.captured_age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now() - captured_status_time_)
+                              .count();
+    }
+    return s;
+  }
+
+  static std::string user_name(uid_t uid) {
+    struct passwd pw {};
+    struct passwd* found = nullptr;
+    char buf[4096];
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr) {
+      return found->pw_name;
+    }
+    return "uid" + std::to_string(uid);
   }
 
   static kg::ipc::DoorSequence door_sequence(const kg::policyd::DoorSequenceUpdate& update) {
@@ -271,6 +448,18 @@ class Daemon {
   void on_message(const kg::ipc::SessionPtr& session, const kg::ipc::Message& message) {
     if (const auto* event = std::get_if<kg::ipc::KnockEvent>(&message)) {
       on_knock_event(session, *event);
+    } else if (const auto* sub = std::get_if<kg::ipc::Subscribe>(&message)) {
+      if (session->role() == kg::ipc::Role::captured) {
+        session->close("captured may not subscribe to grants");
+        return;
+      }
+      broadcaster_.subscribe(session, *sub);
+    } else if (const auto* status = std::get_if<kg::ipc::StatusReply>(&message)) {
+      if (session->role() == kg::ipc::Role::captured) {
+        captured_status_ = *status;
+        captured_status_time_ = std::chrono::steady_clock::now();
+        captured_session_ = session->id();
+      }
     } else if (const auto* request = std::get_if<kg::ipc::StatusRequest>(&message)) {
       kg::ipc::StatusReply reply;
       reply.request_id = request->request_id;
@@ -285,12 +474,22 @@ class Daemon {
       };
       session->send(reply);
     } else if (const auto* control = std::get_if<kg::ipc::ControlRequest>(&message)) {
-      kg::ipc::ControlReply reply;
-      reply.request_id = control->request_id;
-      reply.exit_code = 2;
-      reply.err = std::string(kProgram) + ": '" + control->command +
-                  "' is not a command this policyd version serves\n";
-      session->send(reply);
+      kg::policyd::Caller caller;
+      caller.role = session->role();
+      caller.user = user_name(session->peer().uid);
+      kg::ipc::ControlReply reply = control_->handle(caller, *control);
+      if (args_.verbose) {
+        kg::log::info(session->describe() + ": " + control->command + " -> exit " +
+                      std::to_string(reply.exit_code));
+      }
+      if (!session->send(reply) && session->is_open()) {
+        kg::ipc::ControlReply too_big;
+        too_big.request_id = control->request_id;
+        too_big.exit_code = kg::policyd::exit_code::error;
+        too_big.err = "the reply (" + std::to_string(reply.out.size()) +
+                      " bytes) does not fit the frame limit you announced; use filters\n";
+        session->send(too_big);
+      }
     } else {
       session->close(std::string("unexpected ") + kg::ipc::message_name(message));
     }
@@ -321,6 +520,9 @@ class Daemon {
       kg::log::info("event " + std::to_string(event.event_id) + ": " + event.source.str() + ": " +
                     event.door + ": " + kg::policyd::knock_outcome_name(*outcome));
     }
+    // The action is out; now make the commit power-loss durable before captured forgets
+    // the event.
+    core_->sync_now();
     session->send(kg::ipc::EventAck{event.event_id});
   }
 
@@ -331,6 +533,17 @@ class Daemon {
   std::unique_ptr<kg::knocklog::Writer> knocklog_;
   std::unique_ptr<PolicyCore> core_;
   std::unique_ptr<kg::ipc::Server> server_;
+  std::unique_ptr<kg::policyd::KernelState> kernel_;
+  std::unique_ptr<KernelInstaller> installer_;
+  std::unique_ptr<asio::posix::stream_descriptor> netlink_;
+  asio::steady_timer status_poll_;
+  kg::policyd::Broadcaster broadcaster_;
+  std::unique_ptr<kg::policyd::Control> control_;
+  std::chrono::steady_clock::time_point started_;
+  std::optional<kg::ipc::StatusReply> captured_status_;
+  std::chrono::steady_clock::time_point captured_status_time_;
+  uint64_t captured_session_ = 0;
+  uint32_t status_request_id_ = 0;
   uint64_t events_handled_ = 0;
   int exit_code_ = 0;
 };

@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "common/log.h"
+#include "policyd/json.h"
 
 namespace kg::policyd {
 
@@ -94,6 +95,7 @@ PolicyCore::PolicyCore(boost::asio::io_context& io, knocklog::Writer& log, Optio
 
 PolicyCore::~PolicyCore() {
   timer_.cancel();
+  if (grant_timer_) grant_timer_->cancel();
   flush_audit();
 }
 
@@ -104,7 +106,22 @@ Result<std::unique_ptr<PolicyCore>> PolicyCore::open(boost::asio::io_context& io
   if (!store) return store.error();
   std::unique_ptr<PolicyCore> core(
       new PolicyCore(io, log, std::move(options), std::move(*store), std::move(doors)));
+  // Whatever committed in a handler is synced right after it, once its action is out.
+  PolicyCore* self = core.get();
+  core->store_->on_commit([self] {
+    if (self->sync_posted_) return;
+    self->sync_posted_ = true;
+    boost::asio::post(self->io_, [self] {
+      self->sync_posted_ = false;
+      self->sync_now();
+    });
+  });
   return core;
+}
+
+void PolicyCore::sync_now() {
+  auto synced = store_->sync();
+  if (!synced) kg::log::error("database: " + synced.error().message);
 }
 
 Result<Ok> PolicyCore::start() {
@@ -126,11 +143,12 @@ Result<Ok> PolicyCore::start() {
   }
   // Overdue stops fire from the timer right away, after start() has returned.
   arm_timer();
-  return Ok{};
+  return load_grants();
 }
 
 void PolicyCore::shutdown() {
   timer_.cancel();
+  if (grant_timer_) grant_timer_->cancel();
   audit_later(
       audit_kind::daemon_stop, "", "",
       std::to_string(scheduled_.size()) + " pending stop command(s) kept for the next start");
@@ -169,6 +187,28 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
     return Error{"knock event " + std::to_string(event.event_id) + " has no usable source address"};
   }
   const DoorActions* door = find_door(event.door);
+  const GrantProfile* profile =
+      door != nullptr && !door->grant.empty() ? find_profile(door->grant) : nullptr;
+  if (profile != nullptr && observer_ != nullptr) {
+    // Before the commit: verdictd holds this source's SYNs until the grant is in.
+    observer_->grant_pending(event.source, profile->name,
+                             now + static_cast<int64_t>(pending_hold_.count()) * 1'000'000);
+  }
+  std::vector<GrantResult> granted;
+  auto grant_step = [&]() -> Result<Ok> {
+    if (door->grant.empty()) return Ok{};
+    if (profile == nullptr) {
+      auto g = store_->append_audit(now, audit_kind::grant_requested, door->name, source,
+                                    "profile " + door->grant + " is not configured; no grant");
+      if (!g) return g.error();
+      return Ok{};
+    }
+    auto r = grant_in_txn(event.source, *profile, ipc::GrantMethod::knock, door->name, std::nullopt,
+                          now);
+    if (!r) return r.error();
+    granted.push_back(std::move(*r));
+    return Ok{};
+  };
 
   auto txn = store_->begin();
   if (!txn) return txn.error();
@@ -210,10 +250,13 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
         now, audit_kind::knock_reopen, door->name, source,
         detail + "; already open, stop deferred to due_ns " + std::to_string(due));
     if (!a) return a.error();
+    if (auto g = grant_step(); !g) return g.error();
     auto one_time = commit_knock(*txn, *door, source, now);
     if (!one_time) return one_time.error();
     log_.write(
         entry_for_source(source, door->name, "OPEN SESAME (already open, stop deferred)", "open"));
+    feed_knock(door->name, source, *a);
+    apply_grants(granted);
     if (!door->one_time_sequences.empty()) consume_one_time(*door, *one_time, source);
     PendingStop moved = row;
     moved.due_time_ns = due;
@@ -225,12 +268,8 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
 
   auto a = store_->append_audit(now, audit_kind::knock_open, door->name, source, detail);
   if (!a) return a.error();
-  if (!door->grant.empty()) {
-    auto g =
-        store_->append_audit(now, audit_kind::grant_requested, door->name, source,
-                             "profile " + door->grant + " (grants are installed from issue 4 on)");
-    if (!g) return g.error();
-  }
+  const int64_t knock_audit_id = *a;
+  if (auto g = grant_step(); !g) return g.error();
   std::string start_command = expand_command(
       select_command(door->start_command, door->start_command_6, event.source), event.source);
   std::string stop_command = expand_command(
@@ -253,6 +292,8 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
   if (!one_time) return one_time.error();
 
   log_.write(knocklog::open_sesame(event.source, door->name));
+  feed_knock(door->name, source, knock_audit_id);
+  apply_grants(granted);
   if (!door->one_time_sequences.empty()) consume_one_time(*door, *one_time, source);
   if (!start_command.empty()) run_start_command(*door, event.source, std::move(start_command));
   if (stop) {
@@ -265,6 +306,17 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
     if (!p) kg::log::warn("pruning event dedup table: " + p.error().message);
   }
   return KnockOutcome::opened;
+}
+
+void PolicyCore::feed_knock(const std::string& door, const std::string& source, int64_t audit_id) {
+  if (observer_ == nullptr) return;
+  ipc::FeedEvent e;
+  e.audit_id = static_cast<uint64_t>(audit_id);
+  e.time_ns = wall_now_ns();
+  e.kind = "knock";
+  e.source = IpAddr::parse(source);
+  e.detail_json = "{\"door\":" + json::quote(door) + "}";
+  observer_->feed(e);
 }
 
 void PolicyCore::run_start_command(const DoorActions& door, const IpAddr& source,

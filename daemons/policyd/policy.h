@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,6 +24,7 @@
 #include "common/result.h"
 #include "config/door.h"
 #include "config/one_time.h"
+#include "ipc/messages.h"
 #include "policyd/command_runner.h"
 #include "policyd/store.h"
 
@@ -39,6 +41,49 @@ struct DoorActions {
   std::chrono::seconds cmd_timeout{10};
   std::string one_time_sequences;  // path of the door's one-time file; empty: none
   std::string grant;               // exposure profile requested; installed from issue 4 on
+};
+
+// What the grant lifecycle needs of a profile (the kernel side reads the full config).
+struct GrantProfile {
+  std::string name;
+  std::chrono::seconds lifetime{3600};
+  std::chrono::seconds max_lifetime{8 * 3600};
+  uint32_t fwmark = 0;  // 0/0 when the profile has no mark
+  uint32_t fwmark_mask = 0;
+  friend bool operator==(const GrantProfile&, const GrantProfile&) = default;
+};
+
+// An active grant as the kernel needs it (contract A's InstalledGrant, kept apart so
+// the kernel code and this one can change without a shared header).
+struct GrantInstall {
+  uint64_t id = 0;
+  IpAddr source;
+  std::string profile;
+  int64_t expires_ns = 0;  // CLOCK_REALTIME ns
+};
+
+// Kernel effects of grants. Production: KernelState (set elements with timeouts);
+// tests: a recording implementation. Called after the grant's commit, before the
+// broadcast; an error carries the kernel's reason.
+class GrantInstaller {
+ public:
+  virtual ~GrantInstaller() = default;
+  // Adds or re-adds (extend: new timeout) the grants' set elements.
+  virtual Result<Ok> add(std::span<const GrantInstall> grants) = 0;
+  // Removes them; returns how many conntrack entries went with them.
+  virtual Result<size_t> remove(std::span<const GrantInstall> grants) = 0;
+};
+
+// Where grant changes go once they are in effect: the broadcast to verdictd and webd.
+class GrantObserver {
+ public:
+  virtual ~GrantObserver() = default;
+  // A knock for a grant door arrived; the grant follows shortly (hold until deadline).
+  virtual void grant_pending(const IpAddr& source, const std::string& profile,
+                             int64_t deadline_ns) = 0;
+  virtual void grant_changed(ipc::GrantOp op, const ipc::GrantRecord& grant,
+                             const std::string& reason) = 0;
+  virtual void feed(const ipc::FeedEvent& event) = 0;
 };
 
 // One completed knock as captured reports it.
@@ -112,6 +157,53 @@ class PolicyCore {
   void set_doors(std::vector<DoorActions> doors);
   void audit_config_reload(std::string_view path);
 
+  // ---- Grants (grants.cpp)
+  // Profiles a grant may name. Grants of profiles that went away are revoked ("profile
+  // removed"); grants of profiles whose mark changed are broadcast again (remove + add).
+  void set_profiles(std::vector<GrantProfile> profiles);
+  void set_installer(GrantInstaller* installer) { installer_ = installer; }
+  void set_observer(GrantObserver* observer) { observer_ = observer; }
+  // How long verdictd may hold a SYN whose grant is pending.
+  void set_pending_hold(std::chrono::milliseconds hold) { pending_hold_ = hold; }
+
+  // Loads the active grants, closes those that expired while we were down, installs the
+  // rest (one batch) and arms the expiry timer. Called by start().
+  Result<Ok> load_grants();
+
+  enum class GrantStatus { created, extended, unchanged, failed };
+  struct GrantResult {
+    GrantRow grant;
+    GrantStatus status = GrantStatus::created;
+  };
+  // A grant for (source, profile): created, or the active one extended (never past its
+  // max). `duration`: nullopt = the profile's lifetime; capped at max_lifetime.
+  Result<GrantResult> grant(const IpAddr& source, std::string_view profile, ipc::GrantMethod method,
+                            std::string_view origin, std::optional<std::chrono::seconds> duration);
+  // Many grants of one profile in one transaction and one kernel batch (bulk creation).
+  Result<std::vector<GrantResult>> grant_many(std::span<const IpAddr> sources,
+                                              std::string_view profile, ipc::GrantMethod method,
+                                              std::string_view origin,
+                                              std::optional<std::chrono::seconds> duration);
+  // nullopt: no active grant with that id.
+  Result<std::optional<GrantResult>> extend(int64_t id,
+                                            std::optional<std::chrono::seconds> duration,
+                                            std::string_view by);
+  // Revokes one grant by id, or every active grant of a source. Empty: none matched.
+  Result<std::vector<GrantRow>> revoke_id(int64_t id, std::string_view by);
+  Result<std::vector<GrantRow>> revoke_source(const IpAddr& source, std::string_view by);
+
+  const GrantProfile* find_profile(std::string_view name) const;
+  size_t active_grant_count() const { return grants_.size(); }
+  // Every active grant as subscribers see it, by id.
+  std::vector<ipc::GrantRecord> grant_records() const;
+  // Every active grant as the kernel needs it (KernelState::reconcile at start/reload).
+  std::vector<GrantInstall> active_installs() const;
+  ipc::GrantRecord record_of(const GrantRow& row) const;
+  // Expiry lateness statistics (for status and the benchmark): worst and last, in µs.
+  int64_t worst_expiry_lateness_us() const { return worst_expiry_late_us_; }
+  int64_t last_expiry_lateness_us() const { return last_expiry_late_us_; }
+  uint64_t grants_expired() const { return grants_expired_; }
+
   // Clean stop: audits it and cancels the timers. Pending stops stay in the database
   // (the rules they would undo stay in place too) and run at the next start.
   void shutdown();
@@ -127,6 +219,9 @@ class PolicyCore {
 
   // Writes queued audit rows now (the loop does it on its own soon after they queue).
   void flush_audit();
+  // Makes every commit so far durable on disk (see store.h); the loop also does it on its
+  // own right after any handler that committed.
+  void sync_now();
 
   Store& store() { return *store_; }
   size_t scheduled_stop_count() const { return scheduled_.size(); }
@@ -141,6 +236,7 @@ class PolicyCore {
     bool waiting_for_start = false;  // due, but the start command is still running
   };
 
+  bool sync_posted_ = false;
   PolicyCore(boost::asio::io_context& io, knocklog::Writer& log, Options options,
              std::unique_ptr<Store> store, std::vector<DoorActions> doors);
 
@@ -186,6 +282,42 @@ class PolicyCore {
   Result<OneTimeStep> commit_knock(sql::Transaction& txn, const DoorActions& door,
                                    const std::string& source, int64_t now);
   void announce_exhausted(const DoorActions& door, const std::string& source);
+
+  // ---- Grants (grants.cpp)
+  struct Active {
+    GrantRow row;
+    IpAddr source;
+  };
+  Result<GrantResult> grant_in_txn(const IpAddr& source, const GrantProfile& profile,
+                                   ipc::GrantMethod method, std::string_view origin,
+                                   std::optional<std::chrono::seconds> duration, int64_t now);
+  // After the commit: kernel, memory, broadcast. Failed installs are marked failed.
+  void apply_grants(std::vector<GrantResult>& results);
+  Result<std::vector<GrantRow>> end_grants(std::vector<int64_t> ids, std::string_view state,
+                                           std::string_view audit, std::string_view by,
+                                           std::string_view reason);
+  void forget_grant(int64_t id);
+  void feed_knock(const std::string& door, const std::string& source, int64_t audit_id);
+  void remember_grant(const GrantRow& row);
+  void arm_grant_timer();
+  void on_grant_timer();
+  void feed(std::string_view kind, const GrantRow& row, int64_t audit_id, std::string_view extra);
+  GrantInstall install_of(const GrantRow& row) const;
+  Active* find_active(const std::string& source, std::string_view profile);
+
+  std::vector<GrantProfile> profiles_;
+  GrantInstaller* installer_ = nullptr;
+  GrantObserver* observer_ = nullptr;
+  std::chrono::milliseconds pending_hold_{25};
+  std::map<int64_t, Active> grants_;                        // active, by id
+  std::map<std::string, int64_t> grant_by_key_;             // source\0profile → id
+  std::set<std::pair<int64_t, int64_t>> grants_by_expiry_;  // (expires_ns, id)
+  std::unique_ptr<boost::asio::steady_timer> grant_timer_;
+  bool grant_timer_armed_ = false;
+  int64_t grant_timer_at_ = 0;
+  int64_t worst_expiry_late_us_ = 0;
+  int64_t last_expiry_late_us_ = 0;
+  uint64_t grants_expired_ = 0;
 
   boost::asio::io_context& io_;
   knocklog::Writer& log_;

@@ -114,8 +114,10 @@ Statement& Statement::bind(int index, int64_t value) {
 }
 
 Statement& Statement::bind(int index, std::string_view value) {
-  note_bind(
-      sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
+  // A default-constructed view has no data pointer, which SQLite would bind as NULL;
+  // an empty text is still text.
+  const char* data = value.data() != nullptr ? value.data() : "";
+  note_bind(sqlite3_bind_text64(stmt_, index, data, value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
   return *this;
 }
 

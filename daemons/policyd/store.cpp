@@ -1,8 +1,19 @@
 #include "policyd/store.h"
 
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <utility>
 
 namespace kg::policyd {
+
+#define KG_GRANT_COLUMNS                                                                 \
+  "id, source, profile, method, origin, created_ns, expires_ns, max_expires_ns, state, " \
+  "ended_ns, ended_by, failure"
 
 const std::vector<Migration>& migrations() {
   static const std::vector<Migration> list = {
@@ -50,6 +61,28 @@ CREATE TABLE one_time_used (
 );
 CREATE INDEX audit_by_time ON audit (time_ns);
 CREATE INDEX event_seen_by_time ON event_seen (seen_ns);
+)sql"},
+      {3, "grants",
+       R"sql(
+CREATE TABLE grants (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  source         TEXT NOT NULL,
+  profile        TEXT NOT NULL,
+  method         TEXT NOT NULL,
+  origin         TEXT NOT NULL DEFAULT '',
+  created_ns     INTEGER NOT NULL,
+  expires_ns     INTEGER NOT NULL,
+  max_expires_ns INTEGER NOT NULL,
+  state          TEXT NOT NULL DEFAULT 'active'
+                 CHECK (state IN ('active', 'expired', 'revoked', 'failed')),
+  ended_ns       INTEGER,
+  ended_by       TEXT,
+  failure        TEXT
+);
+-- At most one active grant per (source, profile): knocking again extends it.
+CREATE UNIQUE INDEX grants_active_by_source ON grants (source, profile) WHERE state = 'active';
+CREATE INDEX grants_active_by_expiry ON grants (expires_ns) WHERE state = 'active';
+CREATE INDEX audit_by_source ON audit (source, id);
 )sql"},
   };
   return list;
@@ -99,17 +132,65 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
     return Error{"cannot switch " + path + " to WAL journal mode"};
   }
   mode = sql::Statement{};  // finalize before the schema changes
-  for (const char* pragma : {"PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON"}) {
+  for (const char* pragma : {"PRAGMA synchronous = NORMAL", "PRAGMA foreign_keys = ON"}) {
     auto ok = db.exec(pragma);
     if (!ok) return Error{std::string(pragma) + ": " + ok.error().message};
   }
   auto migrated = migrate(db, latest_schema_version());
   if (!migrated) return Error{path + ": " + migrated.error().message};
 
-  std::unique_ptr<Store> store(new Store(std::move(*conn)));
+  std::unique_ptr<Store> store(new Store(std::move(*conn), path));
   auto prepared = store->prepare_statements();
   if (!prepared) return prepared.error();
+  // Replaces SQLite's automatic checkpoint (which would fsync twice inside a commit, on
+  // the knock's critical path): sync() checkpoints instead.
+  sqlite3_wal_hook(store->db_.handle(), &Store::wal_hook, store.get());
   return store;
+}
+
+Store::~Store() {
+  if (db_.is_open()) sqlite3_wal_hook(db_.handle(), nullptr, nullptr);
+  if (wal_fd_ >= 0) ::close(wal_fd_);
+}
+
+int Store::wal_hook(void* self, sqlite3* /*db*/, const char* /*name*/, int pages) {
+  auto* store = static_cast<Store*>(self);
+  store->unsynced_ = true;
+  store->wal_pages_ = pages;
+  if (store->commit_listener_) store->commit_listener_();
+  return SQLITE_OK;
+}
+
+Result<Ok> Store::sync() {
+  if (!unsynced_) return Ok{};
+  if (wal_pages_ >= kCheckpointPages) {
+    // PASSIVE never waits for readers; with synchronous=NORMAL it syncs the WAL before
+    // copying and the database after, so everything committed is durable either way.
+    const int rc = sqlite3_wal_checkpoint_v2(db_.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                             nullptr, nullptr);
+    if (rc != SQLITE_OK) return Error{"checkpoint: " + db_.last_error()};
+    unsynced_ = false;
+    wal_pages_ = 0;
+    return Ok{};
+  }
+  const std::string wal = path_ + "-wal";
+  struct stat by_path {};
+  if (::stat(wal.c_str(), &by_path) != 0) {
+    return Error{"sync: " + wal + ": " + std::strerror(errno)};
+  }
+  struct stat ours {};
+  if (wal_fd_ >= 0 && (::fstat(wal_fd_, &ours) != 0 || ours.st_ino != by_path.st_ino ||
+                       ours.st_dev != by_path.st_dev)) {
+    ::close(wal_fd_);
+    wal_fd_ = -1;
+  }
+  if (wal_fd_ < 0) {
+    wal_fd_ = ::open(wal.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (wal_fd_ < 0) return Error{"sync: " + wal + ": " + std::strerror(errno)};
+  }
+  if (::fdatasync(wal_fd_) != 0) return Error{"sync: " + wal + ": " + std::strerror(errno)};
+  unsynced_ = false;
+  return Ok{};
 }
 
 Result<Ok> Store::prepare_statements() {
@@ -137,6 +218,17 @@ Result<Ok> Store::prepare_statements() {
       {&insert_one_time_,
        "INSERT INTO one_time_used (door, file, line, sequence, time_ns) "
        "VALUES (?1, ?2, ?3, ?4, ?5)"},
+      {&insert_grant_,
+       "INSERT INTO grants (source, profile, method, origin, created_ns, expires_ns, "
+       "max_expires_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"},
+      {&update_grant_expires_,
+       "UPDATE grants SET expires_ns = ?2 WHERE id = ?1 AND state = 'active'"},
+      {&end_grant_,
+       "UPDATE grants SET state = ?2, ended_ns = ?3, ended_by = ?4, failure = ?5 "
+       "WHERE id = ?1 AND state = 'active'"},
+      {&active_grants_,
+       "SELECT " KG_GRANT_COLUMNS " FROM grants WHERE state = 'active' ORDER BY id"},
+      {&grant_by_id_, "SELECT " KG_GRANT_COLUMNS " FROM grants WHERE id = ?1"},
       {&audit_after_,
        "SELECT id, time_ns, kind, door, source, detail FROM audit WHERE id > ?1 "
        "ORDER BY id LIMIT ?2"},
@@ -270,6 +362,138 @@ Result<std::vector<AuditRecord>> Store::audit_after(int64_t after_id, int64_t li
     out.push_back(std::move(r));
   }
   audit_after_.reset();
+  return out;
+}
+
+namespace {
+
+GrantRow read_grant(const sql::Statement& s) {
+  GrantRow g;
+  g.id = s.column_int64(0);
+  g.source = s.column_text(1);
+  g.profile = s.column_text(2);
+  g.method = s.column_text(3);
+  g.origin = s.column_text(4);
+  g.created_ns = s.column_int64(5);
+  g.expires_ns = s.column_int64(6);
+  g.max_expires_ns = s.column_int64(7);
+  g.state = s.column_text(8);
+  g.ended_ns = s.column_is_null(9) ? 0 : s.column_int64(9);
+  g.ended_by = s.column_text(10);
+  g.failure = s.column_text(11);
+  return g;
+}
+
+Result<std::vector<GrantRow>> read_grants(sql::Statement& stmt) {
+  std::vector<GrantRow> out;
+  for (;;) {
+    auto row = stmt.step();
+    if (!row) {
+      stmt.reset();
+      return row.error();
+    }
+    if (!*row) break;
+    out.push_back(read_grant(stmt));
+  }
+  stmt.reset();
+  return out;
+}
+
+}  // namespace
+
+Result<int64_t> Store::insert_grant(const GrantRow& g) {
+  insert_grant_.bind(1, g.source)
+      .bind(2, g.profile)
+      .bind(3, g.method)
+      .bind(4, g.origin)
+      .bind(5, g.created_ns)
+      .bind(6, g.expires_ns)
+      .bind(7, g.max_expires_ns);
+  auto ok = insert_grant_.run();
+  if (!ok) return ok.error();
+  return db_.last_insert_rowid();
+}
+
+Result<Ok> Store::set_grant_expires(int64_t id, int64_t expires_ns) {
+  update_grant_expires_.bind(1, id).bind(2, expires_ns);
+  return update_grant_expires_.run();
+}
+
+Result<bool> Store::end_grant(int64_t id, std::string_view state, int64_t ended_ns,
+                              std::string_view ended_by, std::string_view failure) {
+  end_grant_.bind(1, id).bind(2, state).bind(3, ended_ns);
+  if (ended_by.empty()) {
+    end_grant_.bind_null(4);
+  } else {
+    end_grant_.bind(4, ended_by);
+  }
+  if (failure.empty()) {
+    end_grant_.bind_null(5);
+  } else {
+    end_grant_.bind(5, failure);
+  }
+  auto ok = end_grant_.run();
+  if (!ok) return ok.error();
+  return db_.changes() == 1;
+}
+
+Result<std::vector<GrantRow>> Store::active_grants() {
+  return read_grants(active_grants_);
+}
+
+Result<std::optional<GrantRow>> Store::grant(int64_t id) {
+  grant_by_id_.bind(1, id);
+  auto rows = read_grants(grant_by_id_);
+  if (!rows) return rows.error();
+  if (rows->empty()) return std::optional<GrantRow>{};
+  return std::optional<GrantRow>(std::move(rows->front()));
+}
+
+Result<std::vector<GrantRow>> Store::grants(const GrantFilter& filter) {
+  // Built from fixed fragments; every value is a bound parameter.
+  std::string text = "SELECT " KG_GRANT_COLUMNS " FROM grants WHERE 1";
+  if (!filter.all) text += " AND state = 'active'";
+  if (filter.source) text += " AND source = ?1";
+  if (filter.profile) text += " AND profile = ?2";
+  text += " ORDER BY id";
+  if (filter.limit > 0) text += " LIMIT " + std::to_string(filter.limit);
+  auto stmt = db_.prepare(text);
+  if (!stmt) return stmt.error();
+  if (filter.source) stmt->bind(1, *filter.source);
+  if (filter.profile) stmt->bind(2, *filter.profile);
+  return read_grants(*stmt);
+}
+
+Result<std::vector<AuditRecord>> Store::audit_query(const AuditFilter& filter) {
+  std::string text = "SELECT id, time_ns, kind, door, source, detail FROM audit WHERE 1";
+  if (filter.since_ns) text += " AND time_ns >= ?1";
+  if (filter.until_ns) text += " AND time_ns < ?2";
+  if (filter.source) text += " AND source = ?3";
+  if (filter.kind) text += " AND kind = ?4";
+  if (filter.before_id) text += " AND id < ?5";
+  text += " ORDER BY id DESC LIMIT ?6";
+  auto stmt = db_.prepare(text);
+  if (!stmt) return stmt.error();
+  if (filter.since_ns) stmt->bind(1, *filter.since_ns);
+  if (filter.until_ns) stmt->bind(2, *filter.until_ns);
+  if (filter.source) stmt->bind(3, *filter.source);
+  if (filter.kind) stmt->bind(4, *filter.kind);
+  if (filter.before_id) stmt->bind(5, *filter.before_id);
+  stmt->bind(6, filter.limit);
+  std::vector<AuditRecord> out;
+  for (;;) {
+    auto row = stmt->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    AuditRecord r;
+    r.id = stmt->column_int64(0);
+    r.time_ns = stmt->column_int64(1);
+    r.kind = stmt->column_text(2);
+    r.door = stmt->column_text(3);
+    r.source = stmt->column_text(4);
+    r.detail = stmt->column_text(5);
+    out.push_back(std::move(r));
+  }
   return out;
 }
 

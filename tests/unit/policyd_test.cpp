@@ -213,8 +213,45 @@ TEST_F(PolicydTest, CreatesTheLatestSchemaInWalMode) {
   ASSERT_TRUE(mode);
   ASSERT_TRUE(*mode->step());
   EXPECT_EQ(mode->column_text(0), "wal");
-  EXPECT_EQ(count_rows(db, "PRAGMA synchronous"), 2);  // FULL
+  EXPECT_EQ(count_rows(db, "PRAGMA synchronous"), 1);  // NORMAL; sync() makes it durable
   EXPECT_EQ(count_rows(db, "PRAGMA foreign_keys"), 1);
+}
+
+// Commits are synced by us, not by SQLite: the WAL hook marks them, sync() clears the
+// mark, and a grown WAL is checkpointed into the database (and so shrinks to nothing
+// new) instead of inside a commit.
+TEST_F(PolicydTest, SyncMakesCommitsDurableAndCheckpointsAGrownWal) {
+  auto opened = Store::open(db_path_);
+  ASSERT_TRUE(opened) << opened.error().message;
+  Store& store = **opened;
+  int notified = 0;
+  store.on_commit([&] { ++notified; });
+  EXPECT_FALSE(store.needs_sync());
+  auto a = store.append_audit(1, "test", "", "", "one");
+  ASSERT_TRUE(a);
+  EXPECT_TRUE(store.needs_sync());
+  EXPECT_EQ(notified, 1);
+  ASSERT_TRUE(store.sync());
+  EXPECT_FALSE(store.needs_sync());
+
+  // Grow the WAL past the checkpoint threshold without SQLite checkpointing on its own.
+  const std::string big(3000, 'x');
+  for (int i = 0; i < Store::kCheckpointPages + 50; ++i) {
+    ASSERT_TRUE(store.append_audit(i, "test", "", "", big));
+  }
+  const auto wal_size = std::filesystem::file_size(db_path_ + "-wal");
+  EXPECT_GT(wal_size, static_cast<uintmax_t>(Store::kCheckpointPages) * 4096U);
+  auto& db = store.connection();
+  ASSERT_TRUE(store.sync());
+  EXPECT_FALSE(store.needs_sync());
+  // After the checkpoint the next commit starts the WAL over from its beginning.
+  ASSERT_TRUE(store.append_audit(1, "test", "", "", "after"));
+  auto frames = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
+  ASSERT_TRUE(frames);
+  ASSERT_TRUE(*frames->step());
+  EXPECT_LT(frames->column_int64(1), 10);  // log frames: only the last commit's
+  EXPECT_EQ(count_rows(db, "SELECT count(*) FROM audit WHERE kind = 'test'"),
+            Store::kCheckpointPages + 52);
 }
 
 TEST_F(PolicydTest, MigratesAnOlderDatabaseKeepingItsRows) {

@@ -1,0 +1,502 @@
+// PolicyCore's grant lifecycle: create/extend from knocks and control commands, expiry on
+// one steady timer, revocation, reload. Order for every change: commit (grant row +
+// audit) → kernel (GrantInstaller) → memory → broadcast (GrantObserver).
+#include <algorithm>
+#include <boost/asio/steady_timer.hpp>
+
+#include "common/log.h"
+#include "policyd/json.h"
+#include "policyd/policy.h"
+
+namespace kg::policyd {
+
+namespace {
+
+std::string grant_key(std::string_view source, std::string_view profile) {
+  std::string key(source);
+  key.push_back('\0');
+  key.append(profile);
+  return key;
+}
+
+int64_t seconds_ns(std::chrono::seconds s) {
+  return static_cast<int64_t>(s.count()) * 1'000'000'000;
+}
+
+std::string describe_grant(const GrantRow& g) {
+  return "grant " + std::to_string(g.id) + " profile " + g.profile + " method " + g.method +
+         (g.origin.empty() ? "" : " origin " + g.origin) + " expires_ns " +
+         std::to_string(g.expires_ns);
+}
+
+}  // namespace
+
+const GrantProfile* PolicyCore::find_profile(std::string_view name) const {
+  for (const GrantProfile& p : profiles_) {
+    if (p.name == name) return &p;
+  }
+  return nullptr;
+}
+
+PolicyCore::Active* PolicyCore::find_active(const std::string& source, std::string_view profile) {
+  auto k = grant_by_key_.find(grant_key(source, profile));
+  if (k == grant_by_key_.end()) return nullptr;
+  auto it = grants_.find(k->second);
+  return it == grants_.end() ? nullptr : &it->second;
+}
+
+GrantInstall PolicyCore::install_of(const GrantRow& row) const {
+  GrantInstall g;
+  g.id = static_cast<uint64_t>(row.id);
+  g.source = IpAddr::parse(row.source).value_or(IpAddr{});
+  g.profile = row.profile;
+  g.expires_ns = row.expires_ns;
+  return g;
+}
+
+ipc::GrantRecord PolicyCore::record_of(const GrantRow& row) const {
+  ipc::GrantRecord r;
+  r.id = static_cast<uint64_t>(row.id);
+  r.source = IpAddr::parse(row.source).value_or(IpAddr{});
+  r.profile = row.profile;
+  r.method = ipc::parse_grant_method(row.method).value_or(ipc::GrantMethod::ctl);
+  r.origin = row.origin;
+  r.created_ns = row.created_ns;
+  r.expires_ns = row.expires_ns;
+  if (const GrantProfile* p = find_profile(row.profile)) {
+    r.fwmark = p->fwmark;
+    r.fwmark_mask = p->fwmark_mask;
+  }
+  return r;
+}
+
+std::vector<ipc::GrantRecord> PolicyCore::grant_records() const {
+  std::vector<ipc::GrantRecord> out;
+  out.reserve(grants_.size());
+  for (const auto& [id, a] : grants_) out.push_back(record_of(a.row));
+  return out;
+}
+
+std::vector<GrantInstall> PolicyCore::active_installs() const {
+  std::vector<GrantInstall> out;
+  out.reserve(grants_.size());
+  for (const auto& [id, a] : grants_) out.push_back(install_of(a.row));
+  return out;
+}
+
+void PolicyCore::remember_grant(const GrantRow& row) {
+  forget_grant(row.id);
+  Active a;
+  a.row = row;
+  a.source = IpAddr::parse(row.source).value_or(IpAddr{});
+  grant_by_key_[grant_key(row.source, row.profile)] = row.id;
+  grants_by_expiry_.emplace(row.expires_ns, row.id);
+  grants_.emplace(row.id, std::move(a));
+}
+
+void PolicyCore::forget_grant(int64_t id) {
+  auto it = grants_.find(id);
+  if (it == grants_.end()) return;
+  grants_by_expiry_.erase({it->second.row.expires_ns, id});
+  auto k = grant_by_key_.find(grant_key(it->second.row.source, it->second.row.profile));
+  if (k != grant_by_key_.end() && k->second == id) grant_by_key_.erase(k);
+  grants_.erase(it);
+}
+
+void PolicyCore::feed(std::string_view kind, const GrantRow& row, int64_t audit_id,
+                      std::string_view extra) {
+  if (observer_ == nullptr) return;
+  ipc::FeedEvent e;
+  e.audit_id = audit_id > 0 ? static_cast<uint64_t>(audit_id) : 0;
+  e.time_ns = wall_now_ns();
+  e.kind = std::string(kind);
+  e.source = IpAddr::parse(row.source);
+  json::Writer w;
+  w.begin_object()
+      .key("id")
+      .value(row.id)
+      .key("profile")
+      .value(row.profile)
+      .key("method")
+      .value(row.method)
+      .key("origin")
+      .value(row.origin)
+      .key("expires_ns")
+      .value(row.expires_ns);
+  if (!extra.empty()) w.key("reason").value(extra);
+  w.end_object();
+  e.detail_json = w.take();
+  observer_->feed(e);
+}
+
+Result<Ok> PolicyCore::load_grants() {
+  auto rows = store_->active_grants();
+  if (!rows) return rows.error();
+  const int64_t now = wall_now_ns();
+  std::vector<int64_t> expired;
+  for (GrantRow& row : *rows) {
+    if (row.expires_ns <= now) {
+      expired.push_back(row.id);
+    }
+    remember_grant(row);
+  }
+  if (!expired.empty()) {
+    // Closed in the database; their kernel elements timed out on their own (and a
+    // reconcile removes any that remain).
+    auto txn = store_->begin();
+    if (!txn) return txn.error();
+    for (int64_t id : expired) {
+      auto e = store_->end_grant(id, "expired", now, "", "");
+      if (!e) return e.error();
+      const GrantRow& row = grants_.at(id).row;
+      auto a = store_->append_audit(now, audit_kind::grant_expire, "", row.source,
+                                    describe_grant(row) + "; expired while policyd was down");
+      if (!a) return a.error();
+    }
+    auto c = txn->commit();
+    if (!c) return c.error();
+    for (int64_t id : expired) forget_grant(id);
+  }
+  if (!rows->empty()) {
+    kg::log::info("loaded " + std::to_string(grants_.size()) + " active grant(s); " +
+                  std::to_string(expired.size()) + " expired while policyd was down");
+  }
+  arm_grant_timer();
+  return Ok{};
+}
+
+Result<PolicyCore::GrantResult> PolicyCore::grant_in_txn(
+    const IpAddr& source, const GrantProfile& profile, ipc::GrantMethod method,
+    std::string_view origin, std::optional<std::chrono::seconds> duration, int64_t now) {
+  const std::string src = source.str();
+  std::chrono::seconds lifetime = duration.value_or(profile.lifetime);
+  lifetime = std::min(lifetime, profile.max_lifetime);
+  // The audit's door column names a door only for knocks; ctl/api origins are in detail.
+  const std::string_view door = method == ipc::GrantMethod::knock ? origin : std::string_view();
+  GrantResult result;
+  if (Active* a = find_active(src, profile.name)) {
+    result.grant = a->row;
+    const int64_t wanted = std::min(now + seconds_ns(lifetime), a->row.max_expires_ns);
+    if (wanted <= a->row.expires_ns) {
+      result.status = GrantStatus::unchanged;  // already lasts that long (or at its max)
+      return result;
+    }
+    auto u = store_->set_grant_expires(a->row.id, wanted);
+    if (!u) return u.error();
+    result.grant.expires_ns = wanted;
+    result.status = GrantStatus::extended;
+    auto au = store_->append_audit(now, audit_kind::grant_extend, door, src,
+                                   describe_grant(result.grant));
+    if (!au) return au.error();
+    return result;
+  }
+  GrantRow row;
+  row.source = src;
+  row.profile = profile.name;
+  row.method = ipc::grant_method_name(method);
+  row.origin = std::string(origin);
+  row.created_ns = now;
+  row.expires_ns = now + seconds_ns(lifetime);
+  row.max_expires_ns = now + seconds_ns(profile.max_lifetime);
+  auto id = store_->insert_grant(row);
+  if (!id) return id.error();
+  row.id = *id;
+  auto au = store_->append_audit(now, audit_kind::grant_create, door, src, describe_grant(row));
+  if (!au) return au.error();
+  result.grant = std::move(row);
+  result.status = GrantStatus::created;
+  return result;
+}
+
+void PolicyCore::apply_grants(std::vector<GrantResult>& results) {
+  std::vector<GrantInstall> batch;
+  for (const GrantResult& r : results) {
+    if (r.status == GrantStatus::created || r.status == GrantStatus::extended) {
+      batch.push_back(install_of(r.grant));
+    }
+  }
+  if (batch.empty()) return;
+  Result<Ok> installed = installer_ != nullptr ? installer_->add(batch) : Result<Ok>(Ok{});
+  if (!installed) {
+    // The kernel refused: never leave it half-installed silently. New grants are marked
+    // failed; extensions go back to their previous expiry (the old element still holds).
+    const std::string why = installed.error().message;
+    const int64_t now = wall_now_ns();
+    kg::log::error("kernel refused " + std::to_string(batch.size()) + " grant(s): " + why);
+    auto txn = store_->begin();
+    Result<Ok> done = txn ? Result<Ok>(Ok{}) : Result<Ok>(txn.error());
+    for (GrantResult& r : results) {
+      if (!done) break;
+      if (r.status == GrantStatus::created) {
+        auto e = store_->end_grant(r.grant.id, "failed", now, "", why);
+        if (!e) done = e.error();
+        r.grant.state = "failed";
+        r.grant.ended_ns = now;
+        r.grant.failure = why;
+      } else if (r.status == GrantStatus::extended) {
+        const Active* a = find_active(r.grant.source, r.grant.profile);
+        if (a != nullptr) {
+          auto u = store_->set_grant_expires(r.grant.id, a->row.expires_ns);
+          if (!u) done = u.error();
+          r.grant.expires_ns = a->row.expires_ns;
+        }
+      } else {
+        continue;
+      }
+      if (!done) break;
+      auto au = store_->append_audit(now, audit_kind::grant_failed, r.grant.origin, r.grant.source,
+                                     describe_grant(r.grant) + ": " + why);
+      if (!au) done = au.error();
+    }
+    if (done) done = txn->commit();
+    if (!done) kg::log::error("recording the failed grant(s): " + done.error().message);
+    for (GrantResult& r : results) {
+      if (r.status == GrantStatus::created) {
+        // Releases verdictd's hold on the source's pending SYNs.
+        if (observer_ != nullptr) {
+          observer_->grant_changed(ipc::GrantOp::remove, record_of(r.grant), "failed: " + why);
+        }
+        feed("failed", r.grant, 0, why);
+      }
+      if (r.status == GrantStatus::created || r.status == GrantStatus::extended) {
+        r.status = GrantStatus::failed;
+      }
+    }
+    return;
+  }
+  for (const GrantResult& r : results) {
+    if (r.status == GrantStatus::created) {
+      remember_grant(r.grant);
+      if (observer_ != nullptr) observer_->grant_changed(ipc::GrantOp::add, record_of(r.grant), "");
+      feed("grant", r.grant, 0, "");
+    } else if (r.status == GrantStatus::extended) {
+      remember_grant(r.grant);
+      if (observer_ != nullptr) {
+        observer_->grant_changed(ipc::GrantOp::extend, record_of(r.grant), "");
+      }
+      feed("extend", r.grant, 0, "");
+    }
+  }
+  arm_grant_timer();
+}
+
+Result<PolicyCore::GrantResult> PolicyCore::grant(const IpAddr& source, std::string_view profile,
+                                                  ipc::GrantMethod method, std::string_view origin,
+                                                  std::optional<std::chrono::seconds> duration) {
+  auto many = grant_many(std::span<const IpAddr>(&source, 1), profile, method, origin, duration);
+  if (!many) return many.error();
+  return std::move(many->front());
+}
+
+Result<std::vector<PolicyCore::GrantResult>> PolicyCore::grant_many(
+    std::span<const IpAddr> sources, std::string_view profile_name, ipc::GrantMethod method,
+    std::string_view origin, std::optional<std::chrono::seconds> duration) {
+  const GrantProfile* profile = find_profile(profile_name);
+  if (profile == nullptr) return Error{"no profile named " + std::string(profile_name)};
+  for (const IpAddr& s : sources) {
+    if (s.empty()) return Error{"a grant needs a source address"};
+  }
+  const int64_t now = wall_now_ns();
+  std::vector<GrantResult> results;
+  results.reserve(sources.size());
+  std::set<IpAddr> seen;
+  auto txn = store_->begin();
+  if (!txn) return txn.error();
+  for (const IpAddr& s : sources) {
+    if (!seen.insert(s).second) continue;  // once per source and batch
+    auto r = grant_in_txn(s, *profile, method, origin, duration, now);
+    if (!r) return r.error();
+    results.push_back(std::move(*r));
+  }
+  auto queued = write_queued_audits();
+  if (!queued) return queued.error();
+  auto c = txn->commit();
+  if (!c) return c.error();
+  drop_written_audits(*queued);
+  apply_grants(results);
+  return results;
+}
+
+Result<std::optional<PolicyCore::GrantResult>> PolicyCore::extend(
+    int64_t id, std::optional<std::chrono::seconds> duration, std::string_view by) {
+  auto it = grants_.find(id);
+  if (it == grants_.end()) return std::optional<GrantResult>{};
+  const GrantRow row = it->second.row;
+  const GrantProfile* profile = find_profile(row.profile);
+  if (profile == nullptr) return Error{"grant " + std::to_string(id) + "'s profile is gone"};
+  const int64_t now = wall_now_ns();
+  std::chrono::seconds lifetime =
+      std::min(duration.value_or(profile->lifetime), profile->max_lifetime);
+  GrantResult result;
+  result.grant = row;
+  const int64_t wanted = std::min(now + seconds_ns(lifetime), row.max_expires_ns);
+  if (wanted <= row.expires_ns) {
+    result.status = GrantStatus::unchanged;
+    return std::optional<GrantResult>(std::move(result));
+  }
+  auto txn = store_->begin();
+  if (!txn) return txn.error();
+  auto u = store_->set_grant_expires(id, wanted);
+  if (!u) return u.error();
+  result.grant.expires_ns = wanted;
+  result.status = GrantStatus::extended;
+  auto au = store_->append_audit(now, audit_kind::grant_extend, "", row.source,
+                                 describe_grant(result.grant) + " by " + std::string(by));
+  if (!au) return au.error();
+  auto c = txn->commit();
+  if (!c) return c.error();
+  std::vector<GrantResult> results{std::move(result)};
+  apply_grants(results);
+  return std::optional<GrantResult>(std::move(results.front()));
+}
+
+Result<std::vector<GrantRow>> PolicyCore::end_grants(std::vector<int64_t> ids,
+                                                     std::string_view state, std::string_view audit,
+                                                     std::string_view by, std::string_view reason) {
+  std::vector<GrantRow> ended;
+  if (ids.empty()) return ended;
+  const int64_t now = wall_now_ns();
+  auto txn = store_->begin();
+  if (!txn) return txn.error();
+  for (int64_t id : ids) {
+    auto it = grants_.find(id);
+    if (it == grants_.end()) continue;
+    auto e = store_->end_grant(id, state, now, by, "");
+    if (!e) return e.error();
+    GrantRow row = it->second.row;
+    row.state = std::string(state);
+    row.ended_ns = now;
+    row.ended_by = std::string(by);
+    auto a = store_->append_audit(now, audit, "", row.source,
+                                  describe_grant(row) + "; " + std::string(reason));
+    if (!a) return a.error();
+    ended.push_back(std::move(row));
+  }
+  auto queued = write_queued_audits();
+  if (!queued) return queued.error();
+  auto c = txn->commit();
+  if (!c) return c.error();
+  drop_written_audits(*queued);
+
+  std::vector<GrantInstall> batch;
+  batch.reserve(ended.size());
+  for (const GrantRow& row : ended) batch.push_back(install_of(row));
+  if (installer_ != nullptr && !batch.empty()) {
+    auto removed = installer_->remove(batch);
+    if (!removed) {
+      // The elements carry their own timeouts; a stale one dies with it at the latest,
+      // and the next reconcile removes it.
+      kg::log::warn("removing " + std::to_string(batch.size()) +
+                    " grant(s) from the kernel: " + removed.error().message);
+    }
+  }
+  const std::string kind = state == "expired" ? "expire" : state == "revoked" ? "revoke" : "end";
+  for (const GrantRow& row : ended) {
+    const ipc::GrantRecord record = record_of(row);
+    forget_grant(row.id);
+    if (observer_ != nullptr) {
+      observer_->grant_changed(ipc::GrantOp::remove, record, std::string(reason));
+    }
+    feed(kind, row, 0, reason);
+  }
+  arm_grant_timer();
+  return ended;
+}
+
+Result<std::vector<GrantRow>> PolicyCore::revoke_id(int64_t id, std::string_view by) {
+  if (grants_.count(id) == 0) return std::vector<GrantRow>{};
+  return end_grants({id}, "revoked", audit_kind::grant_revoke, by, "revoked by " + std::string(by));
+}
+
+Result<std::vector<GrantRow>> PolicyCore::revoke_source(const IpAddr& source, std::string_view by) {
+  std::vector<int64_t> ids;
+  for (const auto& [id, a] : grants_) {
+    if (a.source == source) ids.push_back(id);
+  }
+  return end_grants(std::move(ids), "revoked", audit_kind::grant_revoke, by,
+                    "revoked by " + std::string(by));
+}
+
+void PolicyCore::set_profiles(std::vector<GrantProfile> profiles) {
+  std::vector<GrantProfile> old = std::move(profiles_);
+  profiles_ = std::move(profiles);
+  std::vector<int64_t> gone;
+  std::vector<int64_t> remarked;
+  for (const auto& [id, a] : grants_) {
+    const GrantProfile* now = find_profile(a.row.profile);
+    if (now == nullptr) {
+      gone.push_back(id);
+      continue;
+    }
+    for (const GrantProfile& before : old) {
+      if (before.name == now->name &&
+          (before.fwmark != now->fwmark || before.fwmark_mask != now->fwmark_mask)) {
+        remarked.push_back(id);
+      }
+    }
+  }
+  if (!gone.empty()) {
+    auto ended = end_grants(std::move(gone), "revoked", audit_kind::grant_revoke, "reload",
+                            "profile removed");
+    if (!ended) kg::log::error("revoking grants of removed profiles: " + ended.error().message);
+  }
+  // Subscribers must never mark with a stale value: the grant goes and comes back.
+  for (int64_t id : remarked) {
+    auto it = grants_.find(id);
+    if (it == grants_.end() || observer_ == nullptr) continue;
+    const ipc::GrantRecord record = record_of(it->second.row);
+    observer_->grant_changed(ipc::GrantOp::remove, record, "profile changed");
+    observer_->grant_changed(ipc::GrantOp::add, record, "");
+  }
+}
+
+void PolicyCore::arm_grant_timer() {
+  if (!grant_timer_) grant_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
+  if (grants_by_expiry_.empty()) {
+    grant_timer_armed_ = false;
+    grant_timer_->cancel();
+    return;
+  }
+  const int64_t first = grants_by_expiry_.begin()->first;
+  if (grant_timer_armed_ && grant_timer_at_ == first) return;
+  grant_timer_armed_ = true;
+  grant_timer_at_ = first;
+  grant_timer_->expires_at(steady_from_wall(first));
+  std::weak_ptr<int> alive = alive_;
+  grant_timer_->async_wait([this, alive](const boost::system::error_code& ec) {
+    if (ec == boost::asio::error::operation_aborted || alive.expired()) return;
+    grant_timer_armed_ = false;
+    on_grant_timer();
+  });
+}
+
+void PolicyCore::on_grant_timer() {
+  const int64_t now = wall_now_ns();
+  std::vector<int64_t> due;
+  for (const auto& [expires, id] : grants_by_expiry_) {
+    if (expires > now) break;
+    const int64_t late_us = (now - expires) / 1000;
+    worst_expiry_late_us_ = std::max(worst_expiry_late_us_, late_us);
+    last_expiry_late_us_ = late_us;
+    due.push_back(id);
+  }
+  grants_expired_ += due.size();
+  auto ended = end_grants(std::move(due), "expired", audit_kind::grant_expire, "", "expired");
+  if (!ended) {
+    // Retried shortly: the grants stay active (and their elements time out in the kernel).
+    kg::log::error("expiring grants: " + ended.error().message);
+    grant_timer_->expires_after(std::chrono::milliseconds(500));
+    std::weak_ptr<int> alive = alive_;
+    grant_timer_armed_ = true;
+    grant_timer_at_ = -1;
+    grant_timer_->async_wait([this, alive](const boost::system::error_code& ec) {
+      if (ec == boost::asio::error::operation_aborted || alive.expired()) return;
+      grant_timer_armed_ = false;
+      on_grant_timer();
+    });
+    return;
+  }
+  arm_grant_timer();
+}
+
+}  // namespace kg::policyd
