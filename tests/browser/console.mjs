@@ -8,6 +8,8 @@ import { chromium } from 'playwright-core';
 const [url, password, shots] = process.argv.slice(2);
 const knockCmd = process.env.KG_KNOCK_CMD ? JSON.parse(process.env.KG_KNOCK_CMD) : null;
 const source = process.env.KG_KNOCK_SOURCE || '';
+// argv of a connection attempt from the lab client to the exposed port (exit 0: connected).
+const probeCmd = process.env.KG_PROBE_CMD ? JSON.parse(process.env.KG_PROBE_CMD) : null;
 const result = { steps: [] };
 const step = (name, extra = {}) => result.steps.push({ name, ...extra });
 
@@ -55,9 +57,15 @@ try {
     await page.screenshot({ path: `${shots}/dashboard-grant.png`, fullPage: true });
     const left = await page.textContent(`${row} td.left`);
     step('time left shown', { left });
+    const probe = () => {
+      try { execFileSync(probeCmd[0], probeCmd.slice(1), { stdio: 'ignore', timeout: 10000 }); return 0; }
+      catch (e) { return e.status ?? -1; }
+    };
+    if (probeCmd) result.probe_granted = probe();
     await page.click(`${row} button.danger`);
     await page.waitForSelector(row, { state: 'detached', timeout: 10000 });
     step('revoked from the UI');
+    if (probeCmd) result.probe_revoked = probe();
     await page.goto(`${url}#/audit`);
     await page.fill('#audit-source', source);
     await page.click('form.filters button[type=submit]');

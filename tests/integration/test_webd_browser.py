@@ -17,6 +17,7 @@ import webdlib
 DEPS = os.path.join(webdlib.BUILD, "browser-deps")
 SCRIPT = os.path.join(kglab.SOURCE_DIR, "tests", "browser", "console.mjs")
 SHOTS = os.path.join(webdlib.BUILD, "webd-screenshots")
+VERDICTD = os.path.join(webdlib.BUILD, "daemons", "verdictd", "knockgate-verdictd")
 
 
 def browser_skip_reason():
@@ -42,10 +43,15 @@ class ConsoleBrowserTest(unittest.TestCase):
             app = webdlib.Appliance(lab)
             app.set_password()
             app.start(captured=True)
+            if os.path.exists(VERDICTD):
+                lab.start("gw", [VERDICTD, "-c", app.conf], os.path.join(app.w, "verdictd.out"))
+            lab.start("ssh", ["nc", "-lk", "22"], lab.path("ssh-nc.out"))  # the exposed service
             knock = ["ip", "netns", "exec", lab.ns("client"), webdlib.KNOCK, kglab.GW_WAN4,
                      "7000", "8000", "9000"]
             env = dict(os.environ, NODE_PATH=os.path.join(DEPS, "node_modules"),
                        KG_KNOCK_CMD=json.dumps(knock), KG_KNOCK_SOURCE=kglab.CLIENT4,
+                       KG_PROBE_CMD=json.dumps(["ip", "netns", "exec", lab.ns("client"), "nc",
+                                                "-z", "-w", "2", kglab.GW_WAN4, "2222"]),
                        HOME=lab.dir("home"))
             # The module resolves playwright-core next to itself: run a copy inside DEPS.
             script = os.path.join(DEPS, "console.mjs")
@@ -66,9 +72,15 @@ class ConsoleBrowserTest(unittest.TestCase):
             kinds = " ".join(result["audit_kinds"])
             self.assertIn("grant", kinds)
             self.assertIn("revoke", kinds)
-            # After the revoke, a new connection from the client to the exposed port fails.
-            r = lab.run("client", ["nc", "-z", "-w", "2", kglab.GW_WAN4, "2222"], check=False)
-            self.assertNotEqual(r.returncode, 0, "client still reaches tcp/2222 after revoke")
+            # While granted the client reaches the exposed port; after the revoke from the
+            # UI a new connection fails. The first half needs verdictd (NEW flows are queued
+            # to it and dropped without it, fail-closed).
+            if not os.path.exists(VERDICTD):
+                self.skipTest("UI flow passed (grant live, revoke, audit); the connection check "
+                              "needs knockgate-verdictd (not merged yet)")
+            self.assertEqual(result["probe_granted"], 0, "granted client cannot reach tcp/2222")
+            self.assertNotEqual(result["probe_revoked"], 0,
+                                "client still reaches tcp/2222 after revoke")
 
 
 if __name__ == "__main__":
