@@ -81,16 +81,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   boost::beast::error_code ec;
   const char* p = reinterpret_cast<const char*>(data);
   size_t left = size;
+  // All input is here at once: when the parser wants more than there is, the client has
+  // closed (async_read's eof), which put_eof() turns into the parser's verdict.
   while (!ec && !parser.is_done()) {
-    const size_t used = parser.put(boost::asio::const_buffer(p, left), ec);
-    p += used;
-    left -= used;
-    if (ec == http::error::need_more) {
-      ec = {};
-      if (used == 0) {
-        parser.put_eof(ec);
-        if (!ec && !parser.is_done()) ec = http::error::partial_message;
-      }
+    size_t used = 0;
+    if (left > 0) {
+      used = parser.put(boost::asio::const_buffer(p, left), ec);
+      p += used;
+      left -= used;
+      if (ec == http::error::need_more) ec = {};
+    }
+    if (!ec && used == 0 && !parser.is_done()) {
+      if (!parser.got_some()) return 0;  // nothing at all: no request
+      parser.put_eof(ec);
+      if (!ec && !parser.is_done()) ec = http::error::partial_message;
     }
   }
   if (ec) {
