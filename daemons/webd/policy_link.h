@@ -56,6 +56,8 @@ class PolicyLink {
   // The active grants as of the last snapshot plus deltas.
   const std::map<uint64_t, ipc::GrantRecord>& grants() const { return grants_; }
   uint64_t seq() const { return seq_; }
+  // True while connected with a complete snapshot: grants() is then policyd's active set.
+  bool has_snapshot() const { return have_snapshot_ && connected(); }
 
  private:
   struct Pending {
