@@ -153,6 +153,7 @@ App::App(Options options, const StaticFiles& files, PolicyLink& link, StreamHub&
 
 void App::on_delta(const ipc::GrantDelta& d) {
   if (d.op == ipc::GrantOp::pending) return;
+  grants_cache_valid_ = false;
   ++grant_events_;
   std::string data = "{\"op\":" + json::quote(ipc::grant_op_name(d.op)) +
                      ",\"seq\":" + std::to_string(d.seq) + ",\"reason\":" + json::quote(d.reason) +
@@ -498,6 +499,10 @@ void App::grants_get(Call& c) {
     if (source != q.end() && !source->second.empty()) want_source = IpAddr::parse(source->second);
     const std::string* want_profile =
         profile != q.end() && !profile->second.empty() ? &profile->second : nullptr;
+    const bool unfiltered = !want_source && want_profile == nullptr;
+    if (unfiltered && grants_cache_valid_) {
+      return reply(c, json_response(http::status::ok, c.req, grants_cache_));
+    }
     std::string body = "{\"grants\":[";
     body.reserve(link_.grants().size() * 360 + 16);
     bool first = true;
@@ -509,6 +514,10 @@ void App::grants_get(Call& c) {
       body += grant_json(g);
     }
     body += "]}";
+    if (unfiltered) {
+      grants_cache_ = body;
+      grants_cache_valid_ = true;
+    }
     return reply(c, json_response(http::status::ok, c.req, std::move(body)));
   }
   run_command(c, "grants", std::move(args), http::status::ok);

@@ -117,6 +117,9 @@ class App {
   uint64_t logins_ok_ = 0, logins_failed_ = 0, logins_blocked_ = 0, csrf_rejected_ = 0;
   uint64_t connections_total_ = 0;
   uint64_t grant_events_ = 0;
+  // The unfiltered active list, serialised once per grant change (10 000 grants: 2.9 MB).
+  std::string grants_cache_;
+  bool grants_cache_valid_ = false;
 };
 
 // A grant as the API shows it (the shape of policyd's `grants --json` items).
