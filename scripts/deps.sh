@@ -12,7 +12,10 @@ build_pkgs=(build-essential cmake ninja-build pkg-config git
 run_pkgs=(nftables iproute2 conntrack sqlite3 procps
   openssh-server openssh-client rsyslog socat python3)  # the lab: SSH host, syslog server, console forward
 test_pkgs=(knockd fwknop-client fwknop-server hping3 tcpdump iputils-ping netcat-openbsd
-  python3 iperf3 iptables)
+  python3 iperf3 iptables
+  chromium nodejs)   # chromium + node: webd's browser test (playwright-core via npm)
+# NodeSource's nodejs ships npm itself; Debian's needs the npm package.
+command -v npm >/dev/null 2>&1 || test_pkgs+=(npm)
 # The Debian package and the VM image (vm/build-image.sh, tests labelled package/image).
 # Not part of `all`: scripts/test.sh does not install them; ask with `deps.sh image`.
 image_pkgs=(debootstrap qemu-system-x86 qemu-utils lintian e2fsprogs fdisk extlinux

@@ -32,6 +32,8 @@ struct GlobalOptions {
 };
 
 int run_check_config(const Args& args);
+// Local: knockgate-webd's password and token files (passwd.cpp).
+int run_passwd(const Args& args);
 // Any policyd control command (status, grants, grant, extend, revoke, audit, profiles,
 // doors, reload, grant-many).
 int run_remote(const GlobalOptions& global, std::string_view command, const Args& args);

@@ -45,6 +45,8 @@ void print_usage(std::FILE* to) {
                        c.name.data(), static_cast<int>(c.synopsis.size()), c.synopsis.data(),
                        static_cast<int>(c.summary.size()), c.summary.data());
   }
+  (void)std::fprintf(to, "  %-24s %s\n", "passwd [USER] | --token NAME",
+                     "set a web console password or create an API token (local)");
   (void)std::fprintf(to, "  %-24s %s\n", "watch [--feed] [--count N]",
                      "print the grant broadcast (and live feed) as JSON lines");
   (void)std::fputs(
@@ -93,6 +95,13 @@ int dispatch(int argc, char** argv) {
   Args args;
   for (int k = i + 1; k < argc; ++k) args.emplace_back(argv[k]);
   if (name == "check-config") return run_check_config(args);
+  if (name == "passwd") {
+    // Local: the global -c names the config whose Web* keys it uses.
+    if (!global.config.empty()) {
+      args.insert(args.begin(), {std::string_view("-c"), std::string_view(global.config)});
+    }
+    return run_passwd(args);
+  }
   if (name == "watch") return run_watch(global, args);
   for (const auto& c : kRemote) {
     if (c.name == name) {

@@ -121,6 +121,8 @@ kg::ipc::PeerPolicy peer_policy(const kg::config::Options& o) {
   if (auto verdict = kg::lookup_user(o.verdict_user)) {
     rules.verdict_uid = static_cast<uid_t>(verdict->uid);
   }
+  // Only WebUser may claim the webd role (knockgate-webd drops to it after binding).
+  if (auto web = kg::lookup_user(o.web_user)) rules.web_uid = static_cast<uid_t>(web->uid);
   if (const group* g = getgrnam(o.admin_group.c_str()); g != nullptr) {
     rules.admin_gid = g->gr_gid;
   } else {

@@ -118,6 +118,14 @@ struct Profile {
   friend bool operator==(const Profile& a, const Profile& b);
 };
 
+// `WebListen` item: ADDR:PORT, IPv6 as [ADDR]:PORT.
+struct WebEndpoint {
+  IpAddr address;
+  uint16_t port = 0;
+  std::string str() const;
+  friend bool operator==(const WebEndpoint&, const WebEndpoint&) = default;
+};
+
 struct Options {
   bool use_syslog = false;
   std::string log_file;  // empty: no log file
@@ -137,6 +145,14 @@ struct Options {
   bool verdict_fail_open = false;  // no verdictd or a full queue: drop (no) or pass (yes)
   uint32_t verdict_hold_ms = 25;   // longest hold of a NEW flow whose grant is pending
   std::string verdict_user = "knockgate-verdict";
+  // knockgate-webd. Empty web_listen: 127.0.0.1 and the LAN interfaces' addresses, port 8080.
+  std::vector<WebEndpoint> web_listen;
+  std::string web_user = "knockgate-web";
+  std::string web_tls_certificate;  // both set: HTTPS only
+  std::string web_tls_key;
+  std::string web_password_file = "/etc/knockgate/web.passwd";
+  std::string web_token_file = "/etc/knockgate/web.tokens";
+  std::string web_root = "/usr/share/knockgate/web";
   friend bool operator==(const Options&, const Options&) = default;
 };
 

@@ -41,6 +41,13 @@ std::string dump(const Config& config) {
   put(out, "VerdictFailOpen", o.verdict_fail_open ? "yes" : "no");
   put(out, "VerdictHoldMs", std::to_string(o.verdict_hold_ms));
   put(out, "VerdictUser", o.verdict_user);
+  if (!o.web_listen.empty()) put(out, "WebListen", format_web_listen(o.web_listen));
+  put(out, "WebUser", o.web_user);
+  if (!o.web_tls_certificate.empty()) put(out, "WebTlsCertificate", o.web_tls_certificate);
+  if (!o.web_tls_key.empty()) put(out, "WebTlsKey", o.web_tls_key);
+  put(out, "WebPasswordFile", o.web_password_file);
+  put(out, "WebTokenFile", o.web_token_file);
+  put(out, "WebRoot", o.web_root);
 
   for (const Profile& p : config.profiles) {
     out += "\n[profile " + p.name + "]\n";

@@ -161,6 +161,10 @@ class Parser {
   void on_verdict_fail_open(const Directive& d);
   void on_verdict_hold_ms(const Directive& d);
   void on_verdict_user(const Directive& d);
+  // knockgate-webd
+  void on_web_listen(const Directive& d);
+  void on_web_user(const Directive& d);
+  void on_web_path(const Directive& d);
   void on_usesyslog_value(const Directive& d);
   // doors
   void on_sequence(const Directive& d);
@@ -215,6 +219,13 @@ const Parser::KeyInfo* Parser::find_key(std::string_view lowered) {
       {"verdictfailopen", "", Section::options, &Parser::on_verdict_fail_open},
       {"verdictholdms", "", Section::options, &Parser::on_verdict_hold_ms},
       {"verdictuser", "", Section::options, &Parser::on_verdict_user},
+      {"weblisten", "", Section::options, &Parser::on_web_listen},
+      {"webuser", "", Section::options, &Parser::on_web_user},
+      {"webtlscertificate", "", Section::options, &Parser::on_web_path},
+      {"webtlskey", "", Section::options, &Parser::on_web_path},
+      {"webpasswordfile", "", Section::options, &Parser::on_web_path},
+      {"webtokenfile", "", Section::options, &Parser::on_web_path},
+      {"webroot", "", Section::options, &Parser::on_web_path},
       {"usesyslog", "", Section::options, &Parser::on_usesyslog_value},
       {"sequence", "", Section::door, &Parser::on_sequence},
       {"one_time_sequences", "", Section::door, &Parser::on_one_time_sequences},
@@ -488,6 +499,35 @@ void Parser::on_verdict_user(const Directive& d) {
   config_.options.verdict_user = std::string(d.value);
 }
 
+// ---- knockgate-webd ----
+
+void Parser::on_web_listen(const Directive& d) {
+  auto v = parse_web_listen(d.value);
+  if (!v) return value_error(d, v.error());
+  config_.options.web_listen = std::move(*v);
+}
+
+void Parser::on_web_user(const Directive& d) {
+  if (!valid_account_name(d.value)) {
+    return value_error(d, Error{"\"" + std::string(d.value) + "\" is not a valid user name"});
+  }
+  config_.options.web_user = std::string(d.value);
+}
+
+// WebTlsCertificate, WebTlsKey, WebPasswordFile, WebTokenFile, WebRoot: absolute paths.
+void Parser::on_web_path(const Directive& d) {
+  if (d.value.empty() || d.value[0] != '/')
+    return value_error(d, Error{"must be an absolute path"});
+  Options& o = config_.options;
+  const std::string key = to_lower(d.key);
+  std::string* target = key == "webtlscertificate" ? &o.web_tls_certificate
+                        : key == "webtlskey"       ? &o.web_tls_key
+                        : key == "webpasswordfile" ? &o.web_password_file
+                        : key == "webtokenfile"    ? &o.web_token_file
+                                                   : &o.web_root;
+  *target = std::string(d.value);
+}
+
 // ---- doors ----
 
 void Parser::on_sequence(const Directive& d) {
@@ -710,6 +750,14 @@ void Parser::finish_file() {
             "interface \"" + lan + "\" cannot be both WAN and LAN" +
                 (wan_set_ ? "" : " (WanInterface defaults to Interface)"));
     }
+  }
+
+  // knockgate-webd serves HTTPS only with both halves of its key pair.
+  if (opt.web_tls_certificate.empty() != opt.web_tls_key.empty()) {
+    const bool cert = opt.web_tls_key.empty();
+    error(option_lines_[cert ? "webtlscertificate" : "webtlskey"],
+          cert ? "webtlscertificate" : "webtlskey",
+          cert ? "WebTlsKey must be set too" : "WebTlsCertificate must be set too");
   }
 
   for (size_t i = 0; i < config_.doors.size(); ++i) {

@@ -593,6 +593,58 @@ Result<std::vector<std::string>> parse_interface_list(std::string_view text) {
   return out;
 }
 
+std::string WebEndpoint::str() const {
+  const std::string host = address.family() == Family::v6 ? "[" + address.str() + "]" : address.str();
+  return host + ":" + std::to_string(port);
+}
+
+Result<std::vector<WebEndpoint>> parse_web_listen(std::string_view text) {
+  std::vector<WebEndpoint> out;
+  const auto items = split(text, ',');
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto item = trim(items[i]);
+    if (item.empty()) return Error{"empty item " + std::to_string(i + 1) + " in the list"};
+    std::string_view host;
+    std::string_view port;
+    if (item.front() == '[') {
+      const size_t close = item.find("]:");
+      if (close == std::string_view::npos) return Error{quoted(item) + " is not [IPv6]:PORT"};
+      host = item.substr(1, close - 1);
+      port = item.substr(close + 2);
+    } else {
+      const size_t colon = item.rfind(':');
+      if (colon == std::string_view::npos || item.find(':') != colon) {
+        return Error{quoted(item) + " is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)"};
+      }
+      host = item.substr(0, colon);
+      port = item.substr(colon + 1);
+    }
+    auto address = IpAddr::parse(host);
+    if (!address) return Error{quoted(host) + " is not an IP address"};
+    if (item.front() == '[' && address->family() != Family::v6) {
+      return Error{quoted(host) + " in brackets is not an IPv6 address"};
+    }
+    auto p = parse_decimal(port, 1, 65535);
+    if (!p) return Error{"port of " + quoted(item) + ": " + p.error().message};
+    WebEndpoint e{*address, static_cast<uint16_t>(*p)};
+    for (const auto& seen : out) {
+      if (seen == e) return Error{quoted(item) + " is listed twice"};
+    }
+    if (out.size() == 16) return Error{"at most 16 endpoints"};
+    out.push_back(e);
+  }
+  return out;
+}
+
+std::string format_web_listen(const std::vector<WebEndpoint>& endpoints) {
+  std::string out;
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    if (i > 0) out += ",";
+    out += endpoints[i].str();
+  }
+  return out;
+}
+
 std::string join(const std::vector<std::string>& items, std::string_view separator) {
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) {

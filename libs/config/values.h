@@ -72,6 +72,11 @@ bool valid_interface_name(std::string_view name);
 Result<std::vector<std::string>> parse_interface_list(std::string_view text);
 std::string join(const std::vector<std::string>& items, std::string_view separator);
 
+// knockgate-webd's `WebListen`: `127.0.0.1:8080,[::1]:8443`, 1..16 distinct endpoints,
+// port 1-65535.
+Result<std::vector<WebEndpoint>> parse_web_listen(std::string_view text);
+std::string format_web_listen(const std::vector<WebEndpoint>& endpoints);
+
 // Profile names: a letter or digit, then letters, digits, '.', '_', '-'; at most 64 bytes.
 bool valid_profile_name(std::string_view name);
 

@@ -225,6 +225,36 @@ TEST(OptionsKeys, EveryKey) {
             "t.conf:2: maxtrackedsources: 16777217 is out of range (16-16777216)");
 }
 
+TEST(OptionsKeys, WebKeys) {
+  auto c = parse_ok(
+      "[options]\nWebListen = 127.0.0.1:8080, [::1]:8443,192.168.50.1:80\nWebUser = web_u\n"
+      "WebTlsCertificate = /etc/k/c.pem\nWebTlsKey = /etc/k/k.pem\n"
+      "WebPasswordFile = /etc/k/pw\nWebTokenFile = /etc/k/tok\nWebRoot = /srv/web\n"
+      "[d]\nsequence = 1\n");
+  const Options& o = c.options;
+  ASSERT_EQ(o.web_listen.size(), 3U);
+  EXPECT_EQ(o.web_listen[0].str(), "127.0.0.1:8080");
+  EXPECT_EQ(o.web_listen[1].str(), "[::1]:8443");
+  EXPECT_EQ(o.web_listen[2].port, 80);
+  EXPECT_EQ(o.web_user, "web_u");
+  EXPECT_EQ(o.web_tls_certificate, "/etc/k/c.pem");
+  EXPECT_EQ(o.web_tls_key, "/etc/k/k.pem");
+  EXPECT_EQ(o.web_password_file, "/etc/k/pw");
+  EXPECT_EQ(o.web_token_file, "/etc/k/tok");
+  EXPECT_EQ(o.web_root, "/srv/web");
+  EXPECT_EQ(parse_ok(dump(c)), c);
+  EXPECT_EQ(only_error("[options]\nWebListen = 127.0.0.1\n[d]\nsequence=1\n"),
+            "t.conf:2: weblisten: \"127.0.0.1\" is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)");
+  EXPECT_EQ(only_error("[options]\nWebListen = ::1:80\n[d]\nsequence=1\n"),
+            "t.conf:2: weblisten: \"::1:80\" is not ADDRESS:PORT (IPv6 as [ADDRESS]:PORT)");
+  EXPECT_EQ(only_error("[options]\nWebListen = 10.0.0.1:0\n[d]\nsequence=1\n"),
+            "t.conf:2: weblisten: port of \"10.0.0.1:0\": 0 is out of range (1-65535)");
+  EXPECT_EQ(only_error("[options]\nWebRoot = web\n[d]\nsequence=1\n"),
+            "t.conf:2: webroot: must be an absolute path");
+  EXPECT_EQ(only_error("[options]\nWebTlsKey = /k.pem\n[d]\nsequence=1\n"),
+            "t.conf:2: webtlskey: WebTlsCertificate must be set too");
+}
+
 // ---- Sequences ----
 
 TEST(Sequence, PortProtoForms) {
@@ -838,6 +868,8 @@ TEST(Dump, CanonicalForm) {
             "RuntimeDir = /run/knockgate\nMaxTrackedSources = 65536\nCaptureUser = knockgate\n"
             "AdminGroup = knockgate-admin\nVerdictQueue = 0\nVerdictFailOpen = no\n"
             "VerdictHoldMs = 25\nVerdictUser = knockgate-verdict\n"
+            "WebUser = knockgate-web\nWebPasswordFile = /etc/knockgate/web.passwd\n"
+            "WebTokenFile = /etc/knockgate/web.tokens\nWebRoot = /usr/share/knockgate/web\n"
             "\n[ d ]\nsequence = 1:udp,2:tcp\nseq_timeout = 7\ntcpflags = !syn,ack\n"
             "start_command = a\nstart_command_6 =\ncmd_timeout = 10\n");
 }

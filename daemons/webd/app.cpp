@@ -1,0 +1,713 @@
+#include "webd/app.h"
+
+#include <cctype>
+#include <cstdio>
+#include <ctime>
+
+#include "common/addr.h"
+#include "common/log.h"
+#include "webd/json.h"
+
+namespace kg::webd {
+namespace {
+
+constexpr const char* kCookie = "kg_session";
+constexpr const char* kCsp =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'";
+
+bool is_state_changing(http::verb v) {
+  return v != http::verb::get && v != http::verb::head && v != http::verb::options;
+}
+
+// Argument checks before anything goes to policyd: values never look like options.
+bool valid_id(std::string_view s) {
+  if (s.empty() || s.size() > 19 || s[0] == '0') return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+bool valid_duration(std::string_view s) {
+  if (s.empty() || s.size() > 8) return false;
+  size_t digits = 0;
+  while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9') ++digits;
+  if (digits == 0) return false;
+  return digits == s.size() || (digits + 1 == s.size() &&
+                                std::string_view("smhd").find(s.back()) != std::string_view::npos);
+}
+bool valid_name(std::string_view s) {  // profile names, kinds
+  if (s.empty() || s.size() > 64 || !std::isalnum(static_cast<unsigned char>(s[0]))) return false;
+  for (char c : s) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-')
+      return false;
+  }
+  return true;
+}
+bool valid_time(std::string_view s) {  // ISO-8601 or seconds: digits, -, :, T, Z, .
+  if (s.empty() || s.size() > 40 || s[0] == '-') return false;
+  for (char c : s) {
+    if (!std::isdigit(static_cast<unsigned char>(c)) && c != '-' && c != ':' && c != 'T' &&
+        c != 'Z' && c != '.' && c != '+')
+      return false;
+  }
+  return true;
+}
+
+http::status status_for_exit(int code) {
+  switch (code) {
+    case 0:
+      return http::status::ok;
+    case 1:
+      return http::status::unprocessable_entity;
+    case 2:
+      return http::status::bad_request;
+    case 3:
+      return http::status::not_found;
+    case 4:
+      return http::status::forbidden;
+    default:
+      return http::status::service_unavailable;
+  }
+}
+
+std::string error_body(const std::string& message) {
+  std::string m = message;
+  while (!m.empty() && (m.back() == '\n' || m.back() == '\r')) m.pop_back();
+  return "{\"error\":" + json::quote(m) + "}";
+}
+
+std::string iso_time(int64_t ns) {
+  const time_t secs = static_cast<time_t>(ns / 1'000'000'000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char buf[32];
+  (void)std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string metric_name(const std::string& raw) {
+  std::string out;
+  for (char c : raw) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return out;
+}
+
+std::string prom_label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string grant_json(const ipc::GrantRecord& g) {
+  char mark[32];
+  (void)std::snprintf(mark, sizeof mark, "0x%08x/0x%08x", g.fwmark, g.fwmark_mask);
+  return "{\"id\":" + std::to_string(g.id) + ",\"source\":" + json::quote(g.source.str()) +
+         ",\"profile\":" + json::quote(g.profile) +
+         ",\"method\":" + json::quote(ipc::grant_method_name(g.method)) +
+         ",\"origin\":" + json::quote(g.origin) +
+         ",\"created_ns\":" + std::to_string(g.created_ns) +
+         ",\"created\":" + json::quote(iso_time(g.created_ns)) +
+         ",\"expires_ns\":" + std::to_string(g.expires_ns) +
+         ",\"expires\":" + json::quote(iso_time(g.expires_ns)) +
+         ",\"state\":\"active\",\"revoked_by\":null" + ",\"fwmark\":" + json::quote(mark) + "}";
+}
+
+void flatten_metrics(const json::Value& v, const std::string& prefix, std::string& out) {
+  if (const double* d = v.as_number()) {
+    char buf[64];
+    (void)std::snprintf(buf, sizeof buf, "%.17g", *d);
+    out += prefix + " " + buf + "\n";
+  } else if (const bool* b = v.as_bool()) {
+    out += prefix + (*b ? " 1\n" : " 0\n");
+  } else if (const json::Object* o = v.as_object()) {
+    for (const auto& [k, member] : *o) flatten_metrics(member, prefix + "_" + metric_name(k), out);
+  }
+}
+
+App::App(Options options, const StaticFiles& files, PolicyLink& link, StreamHub& hub)
+    : options_(std::move(options)),
+      files_(files),
+      link_(link),
+      hub_(hub),
+      passwords_(options_.password_file),
+      tokens_(options_.token_file),
+      sessions_(options_.sessions),
+      limiter_(options_.logins),
+      started_(std::chrono::steady_clock::now()) {
+  if (auto r = passwords_.load(); !r) log::warn(r.error().message + ": nobody can log in");
+  if (auto r = tokens_.load(); !r) log::info(r.error().message + ": no API tokens");
+  link_.on_delta([this](const ipc::GrantDelta& d) { on_delta(d); });
+  link_.on_feed([this](const ipc::FeedEvent& e) { on_feed(e); });
+  link_.on_snapshot(
+      [this] { hub_.publish("snapshot", "{\"seq\":" + std::to_string(link_.seq()) + "}"); });
+}
+
+void App::on_delta(const ipc::GrantDelta& d) {
+  if (d.op == ipc::GrantOp::pending) return;
+  grants_cache_valid_ = false;
+  ++grant_events_;
+  std::string data = "{\"op\":" + json::quote(ipc::grant_op_name(d.op)) +
+                     ",\"seq\":" + std::to_string(d.seq) + ",\"reason\":" + json::quote(d.reason) +
+                     ",\"grant\":" + grant_json(d.grant) + "}";
+  hub_.publish("grant", data);
+}
+
+void App::on_feed(const ipc::FeedEvent& e) {
+  feed_.add(e);
+  std::string detail = "{}";
+  if (auto parsed = json::parse(e.detail_json); parsed && parsed->as_object() != nullptr) {
+    detail = json::serialize(*parsed);  // re-serialised: one line, escaped
+  }
+  std::string data =
+      "{\"audit_id\":" + std::to_string(e.audit_id) + ",\"time_ns\":" + std::to_string(e.time_ns) +
+      ",\"time\":" + json::quote(iso_time(e.time_ns)) + ",\"kind\":" + json::quote(e.kind) +
+      ",\"source\":" + (e.source ? json::quote(e.source->str()) : "null") +
+      ",\"rejection\":" + (FeedStats::is_rejection(e.kind) ? "true" : "false") +
+      ",\"detail\":" + detail + "}";
+  hub_.publish("feed", data, true);
+}
+
+void App::add_common_headers(Response& res) const {
+  res.set(http::field::server, "knockgate-webd");
+  res.set("Content-Security-Policy", kCsp);
+  res.set("X-Content-Type-Options", "nosniff");
+  res.set("X-Frame-Options", "DENY");
+  res.set("Referrer-Policy", "no-referrer");
+  res.set("Cross-Origin-Opener-Policy", "same-origin");
+  res.set("Cross-Origin-Resource-Policy", "same-origin");
+  res.set("Permissions-Policy", "camera=(), microphone=(), geolocation=()");
+  if (options_.tls) res.set("Strict-Transport-Security", "max-age=31536000");
+}
+
+Response App::error_response(http::status status, unsigned version, const std::string& message,
+                             bool keep_alive) const {
+  Response res{status, version};
+  add_common_headers(res);
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = error_body(message);
+  res.keep_alive(keep_alive);
+  res.prepare_payload();
+  return res;
+}
+
+Response App::json_response(http::status status, const Request& req, std::string body) const {
+  Response res{status, req.version()};
+  add_common_headers(res);
+  res.set(http::field::content_type, "application/json");
+  res.set(http::field::cache_control, "no-store");
+  res.body() = std::move(body);
+  res.keep_alive(req.keep_alive());
+  res.prepare_payload();
+  return res;
+}
+
+void App::reply(Call& c, Response res) {
+  ++responses_[res.result_int()];
+  if (c.req.method() == http::verb::head) {
+    const auto length = res.body().size();
+    res.body().clear();
+    res.content_length(length);
+  }
+  c.done(Reply{std::move(res), false});
+}
+
+void App::reply_error(Call& c, http::status status, const std::string& message) {
+  reply(c, error_response(status, c.req.version(), message, c.req.keep_alive()));
+}
+
+void App::handle(const Request& req, const ClientInfo& client, Done done) {
+  auto target = parse_target(sv(req.target()));
+  static const Target kEmpty;
+  Call c{req, target ? *target : kEmpty, client, done};
+  if (!target) return reply_error(c, http::status::bad_request, "malformed request target");
+  route(c);
+}
+
+std::optional<App::Principal> App::authenticate(const Request& req) {
+  if (auto auth = req.find(http::field::authorization); auth != req.end()) {
+    const std::string_view value = sv(auth->value());
+    if (value.substr(0, 7) != "Bearer ") return std::nullopt;
+    auto name = tokens_.verify(value.substr(7));
+    if (!name) return std::nullopt;
+    return Principal{*name, true, nullptr};
+  }
+  if (auto cookie = req.find(http::field::cookie); cookie != req.end()) {
+    const std::string id = cookie_value(sv(cookie->value()), kCookie);
+    if (id.empty()) return std::nullopt;
+    if (const Session* s = sessions_.find(id, Clock::now())) return Principal{s->user, false, s};
+  }
+  return std::nullopt;
+}
+
+bool App::origin_ok(const Request& req, bool tls) const {
+  auto origin = req.find(http::field::origin);
+  if (origin == req.end()) {
+    // No Origin: only acceptable when the browser says the request is same-origin or
+    // does not say at all (scripts); the CSRF token still has to match.
+    auto site = req.find("Sec-Fetch-Site");
+    return site == req.end() || sv(site->value()) == "same-origin" || sv(site->value()) == "none";
+  }
+  auto host = req.find(http::field::host);
+  if (host == req.end()) return false;
+  const std::string expected =
+      std::string(tls ? "https://" : "http://") + std::string(sv(host->value()));
+  return sv(origin->value()) == expected;
+}
+
+bool App::check_state_change(Call& c, const Principal& p) {
+  if (p.token) return true;
+  if (!origin_ok(c.req, c.client.tls)) {
+    ++csrf_rejected_;
+    reply_error(c, http::status::forbidden, "cross-origin request refused");
+    return false;
+  }
+  auto token = c.req.find("X-CSRF-Token");
+  if (token == c.req.end() || p.session == nullptr ||
+      !constant_time_equal(sv(token->value()), p.session->csrf_token)) {
+    ++csrf_rejected_;
+    reply_error(c, http::status::forbidden, "missing or wrong X-CSRF-Token");
+    return false;
+  }
+  return true;
+}
+
+void App::route(Call& c) {
+  const std::string& path = c.target.path;
+  const http::verb method = c.req.method();
+  const bool api = path.rfind("/api/", 0) == 0;
+
+  if (!api && path != "/metrics") {
+    if (method != http::verb::get && method != http::verb::head) {
+      return reply_error(c, http::status::method_not_allowed, "method not allowed");
+    }
+    return static_file(c);
+  }
+  if (path == "/api/v1/login") {
+    if (method != http::verb::post)
+      return reply_error(c, http::status::method_not_allowed, "use POST");
+    return login(c);
+  }
+
+  auto principal = authenticate(c.req);
+  if (!principal) return reply_error(c, http::status::unauthorized, "login required");
+  if (is_state_changing(method) && !check_state_change(c, *principal)) return;
+
+  auto only = [&](http::verb v) {
+    if (method == v || (v == http::verb::get && method == http::verb::head)) return true;
+    reply_error(c, http::status::method_not_allowed, "method not allowed");
+    return false;
+  };
+
+  if (path == "/metrics") {
+    if (only(http::verb::get)) metrics(c);
+  } else if (path == "/api/v1/logout") {
+    if (only(http::verb::post)) logout(c);
+  } else if (path == "/api/v1/session") {
+    if (only(http::verb::get)) session_info(c, *principal);
+  } else if (path == "/api/v1/status") {
+    if (only(http::verb::get)) status(c);
+  } else if (path == "/api/v1/grants") {
+    if (method == http::verb::get || method == http::verb::head) {
+      grants_get(c);
+    } else if (method == http::verb::post) {
+      grants_create(c, *principal);
+    } else if (method == http::verb::delete_) {
+      auto src = c.target.query.find("source");
+      if (src == c.target.query.end()) {
+        return reply_error(c, http::status::bad_request, "DELETE /api/v1/grants needs ?source=");
+      }
+      grant_revoke(c, *principal, src->second);
+    } else {
+      reply_error(c, http::status::method_not_allowed, "method not allowed");
+    }
+  } else if (path.rfind("/api/v1/grants/", 0) == 0) {
+    std::string rest = path.substr(15);
+    const size_t slash = rest.find('/');
+    const std::string id = rest.substr(0, slash);
+    const std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
+    if (!valid_id(id)) return reply_error(c, http::status::not_found, "no such grant");
+    if (action.empty()) {
+      if (only(http::verb::delete_)) grant_revoke(c, *principal, id);
+    } else if (action == "extend") {
+      if (only(http::verb::post)) grant_extend(c, *principal, id);
+    } else {
+      reply_error(c, http::status::not_found, "not found");
+    }
+  } else if (path == "/api/v1/doors") {
+    if (only(http::verb::get)) run_command(c, "doors", {"--json"}, http::status::ok);
+  } else if (path == "/api/v1/profiles") {
+    if (only(http::verb::get)) run_command(c, "profiles", {"--json"}, http::status::ok);
+  } else if (path == "/api/v1/audit") {
+    if (only(http::verb::get)) audit(c);
+  } else if (path == "/api/v1/counters") {
+    if (only(http::verb::get)) counters(c);
+  } else if (path == "/api/v1/stream") {
+    if (only(http::verb::get)) stream(c);
+  } else {
+    reply_error(c, http::status::not_found, "not found");
+  }
+}
+
+void App::login(Call& c) {
+  if (!origin_ok(c.req, c.client.tls)) {
+    ++csrf_rejected_;
+    return reply_error(c, http::status::forbidden, "cross-origin request refused");
+  }
+  const auto now = Clock::now();
+  if (auto wait = limiter_.blocked(c.client.address, now)) {
+    ++logins_blocked_;
+    Response res = error_response(http::status::too_many_requests, c.req.version(),
+                                  "too many failed logins; try again later", c.req.keep_alive());
+    res.set(http::field::retry_after, std::to_string(wait->count()));
+    return reply(c, std::move(res));
+  }
+  auto ct = c.req.find(http::field::content_type);
+  if (ct == c.req.end() || sv(ct->value()).substr(0, 16) != "application/json") {
+    return reply_error(c, http::status::unsupported_media_type, "send application/json");
+  }
+  auto body = json::parse(c.req.body());
+  const json::Value* user = body ? body->find("username") : nullptr;
+  const json::Value* password = body ? body->find("password") : nullptr;
+  if (user == nullptr || password == nullptr || user->as_string() == nullptr ||
+      password->as_string() == nullptr || user->as_string()->size() > 64 ||
+      password->as_string()->size() > 1024) {
+    return reply_error(c, http::status::bad_request,
+                       "expected {\"username\":..., \"password\":...}");
+  }
+  if (!passwords_.verify(*user->as_string(), *password->as_string())) {
+    ++logins_failed_;
+    limiter_.failed(c.client.address, now);
+    log::warn("failed web login for " + json::quote(*user->as_string()) + " from " +
+              c.client.address);
+    return reply_error(c, http::status::unauthorized, "wrong user name or password");
+  }
+  ++logins_ok_;
+  limiter_.succeeded(c.client.address);
+  const Session& s = sessions_.create(*user->as_string(), now);
+  log::info("web login: " + s.user + " from " + c.client.address);
+  Response res = json_response(
+      http::status::ok, c.req,
+      "{\"user\":" + json::quote(s.user) + ",\"csrf_token\":" + json::quote(s.csrf_token) + "}");
+  std::string cookie = std::string(kCookie) + "=" + s.id + "; Path=/; HttpOnly; SameSite=Strict";
+  if (options_.tls) cookie += "; Secure";
+  res.set(http::field::set_cookie, cookie);
+  reply(c, std::move(res));
+}
+
+void App::logout(Call& c) {
+  if (auto cookie = c.req.find(http::field::cookie); cookie != c.req.end()) {
+    sessions_.erase(cookie_value(sv(cookie->value()), kCookie));
+  }
+  Response res = json_response(http::status::ok, c.req, "{}");
+  res.set(http::field::set_cookie, std::string(kCookie) +
+                                       "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict" +
+                                       (options_.tls ? "; Secure" : ""));
+  reply(c, std::move(res));
+}
+
+void App::session_info(Call& c, const Principal& p) {
+  std::string body =
+      "{\"user\":" + json::quote(p.user) + ",\"via\":" + (p.token ? "\"token\"" : "\"session\"");
+  if (p.session != nullptr) body += ",\"csrf_token\":" + json::quote(p.session->csrf_token);
+  body += ",\"idle_timeout_s\":" + std::to_string(sessions_.limits().idle.count()) + "}";
+  reply(c, json_response(http::status::ok, c.req, std::move(body)));
+}
+
+void App::run_command(Call& c, std::string command, std::vector<std::string> args,
+                      http::status ok_status,
+                      std::function<std::string(const std::string&)> shape) {
+  // The request and the connection outlive this call: the connection waits for `done`.
+  const Request& req = c.req;
+  Done done = std::move(c.done);
+  link_.control(std::move(command), std::move(args),
+                [this, &req, done = std::move(done), ok_status,
+                 shape = std::move(shape)](ControlResult r) mutable {
+                  Call later{req, Target{}, ClientInfo{}, done};
+                  if (r.exit_code != 0) {
+                    const std::string why =
+                        !r.err.empty() ? r.err : "policyd: exit " + std::to_string(r.exit_code);
+                    return reply_error(later, status_for_exit(r.exit_code), why);
+                  }
+                  // policyd is trusted: a cheap shape check, not a full parse of what
+                  // may be megabytes.
+                  const size_t open = r.out.find_first_not_of(" \n\t");
+                  const size_t close = r.out.find_last_not_of(" \n\t");
+                  if (open == std::string::npos || r.out[open] != '{' || r.out[close] != '}') {
+                    return reply_error(later, http::status::bad_gateway, "policyd sent no JSON");
+                  }
+                  reply(later,
+                        json_response(ok_status, req, shape ? shape(r.out) : std::move(r.out)));
+                });
+}
+
+void App::status(Call& c) {
+  const auto uptime =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
+  const std::string webd = "{\"version\":" + json::quote(options_.version) +
+                           ",\"uptime_s\":" + std::to_string(uptime.count()) +
+                           ",\"sessions\":" + std::to_string(sessions_.size()) +
+                           ",\"stream_clients\":" + std::to_string(hub_.clients()) +
+                           ",\"policyd_connected\":" + (link_.connected() ? "true" : "false") +
+                           ",\"grants_seen\":" + std::to_string(link_.grants().size()) + "}";
+  if (!link_.connected()) {
+    return reply(c, json_response(http::status::ok, c.req, "{\"webd\":" + webd + "}"));
+  }
+  run_command(c, "status", {"--json"}, http::status::ok, [webd](const std::string& out) {
+    // policyd's object with ours added.
+    auto v = json::parse(out);
+    auto mine = json::parse(webd);
+    if (!v || v->as_object() == nullptr || !mine) return out;
+    std::get<json::Object>(v->v)["webd"] = std::move(*mine);
+    return json::serialize(*v);
+  });
+}
+
+void App::grants_get(Call& c) {
+  std::vector<std::string> args{"--json"};
+  const auto& q = c.target.query;
+  if (auto it = q.find("source"); it != q.end() && !it->second.empty()) {
+    if (!IpAddr::parse(it->second))
+      return reply_error(c, http::status::bad_request, "source: not an IP address");
+    args.insert(args.end(), {"--source", it->second});
+  }
+  if (auto it = q.find("profile"); it != q.end() && !it->second.empty()) {
+    if (!valid_name(it->second))
+      return reply_error(c, http::status::bad_request, "profile: not a profile name");
+    args.insert(args.end(), {"--profile", it->second});
+  }
+  const bool all = [&] {
+    auto it = q.find("all");
+    return it != q.end() && (it->second == "1" || it->second == "true");
+  }();
+  if (all) args.emplace_back("--all");
+  if (!all && link_.has_snapshot()) {
+    // The active set is already here (grant broadcast): answer from memory, in policyd's
+    // order (by id), without a round trip through SQLite.
+    auto source = q.find("source");
+    auto profile = q.find("profile");
+    std::optional<IpAddr> want_source;
+    if (source != q.end() && !source->second.empty()) want_source = IpAddr::parse(source->second);
+    const std::string* want_profile =
+        profile != q.end() && !profile->second.empty() ? &profile->second : nullptr;
+    const bool unfiltered = !want_source && want_profile == nullptr;
+    if (unfiltered && grants_cache_valid_) {
+      return reply(c, json_response(http::status::ok, c.req, grants_cache_));
+    }
+    std::string body = "{\"grants\":[";
+    body.reserve(link_.grants().size() * 360 + 16);
+    bool first = true;
+    for (const auto& [id, g] : link_.grants()) {
+      if (want_source && !(g.source == *want_source)) continue;
+      if (want_profile != nullptr && g.profile != *want_profile) continue;
+      if (!first) body += ',';
+      first = false;
+      body += grant_json(g);
+    }
+    body += "]}";
+    if (unfiltered) {
+      grants_cache_ = body;
+      grants_cache_valid_ = true;
+    }
+    return reply(c, json_response(http::status::ok, c.req, std::move(body)));
+  }
+  run_command(c, "grants", std::move(args), http::status::ok);
+}
+
+void App::grants_create(Call& c, const Principal& p) {
+  auto body = json::parse(c.req.body());
+  if (!body || body->as_object() == nullptr) {
+    return reply_error(c, http::status::bad_request, "expected a JSON object");
+  }
+  const json::Value* source = body->find("source");
+  const json::Value* profile = body->find("profile");
+  const json::Value* duration = body->find("duration");
+  if (source == nullptr || source->as_string() == nullptr || !IpAddr::parse(*source->as_string())) {
+    return reply_error(c, http::status::bad_request, "source: an IPv4 or IPv6 address is required");
+  }
+  if (profile == nullptr || profile->as_string() == nullptr || !valid_name(*profile->as_string())) {
+    return reply_error(c, http::status::bad_request, "profile: a profile name is required");
+  }
+  std::vector<std::string> args{"--as", p.user, "--json",
+                                IpAddr::parse(*source->as_string())->str(), *profile->as_string()};
+  if (duration != nullptr && !duration->is_null()) {
+    if (duration->as_string() == nullptr || !valid_duration(*duration->as_string())) {
+      return reply_error(c, http::status::bad_request, "duration: like 90s, 10m, 2h");
+    }
+    args.insert(args.end(), {"--for", *duration->as_string()});
+  }
+  run_command(c, "grant", std::move(args), http::status::created);
+}
+
+void App::grant_extend(Call& c, const Principal& p, const std::string& id) {
+  std::vector<std::string> args{"--as", p.user, "--json", id};
+  if (!c.req.body().empty()) {
+    auto body = json::parse(c.req.body());
+    const json::Value* duration = body ? body->find("duration") : nullptr;
+    if (!body || body->as_object() == nullptr)
+      return reply_error(c, http::status::bad_request, "expected a JSON object");
+    if (duration != nullptr && !duration->is_null()) {
+      if (duration->as_string() == nullptr || !valid_duration(*duration->as_string())) {
+        return reply_error(c, http::status::bad_request, "duration: like 90s, 10m, 2h");
+      }
+      args.insert(args.end(), {"--for", *duration->as_string()});
+    }
+  }
+  run_command(c, "extend", std::move(args), http::status::ok);
+}
+
+void App::grant_revoke(Call& c, const Principal& p, const std::string& what) {
+  std::string arg = what;
+  if (!valid_id(what)) {
+    auto addr = IpAddr::parse(what);
+    if (!addr) return reply_error(c, http::status::bad_request, "source: not an IP address");
+    arg = addr->str();
+  }
+  run_command(c, "revoke", {"--as", p.user, "--json", arg}, http::status::ok);
+}
+
+void App::audit(Call& c) {
+  std::vector<std::string> args{"--json"};
+  const auto& q = c.target.query;
+  for (const char* key : {"since", "until"}) {
+    if (auto it = q.find(key); it != q.end() && !it->second.empty()) {
+      if (!valid_time(it->second))
+        return reply_error(c, http::status::bad_request, std::string(key) + ": not a time");
+      args.insert(args.end(), {std::string("--") + key, it->second});
+    }
+  }
+  if (auto it = q.find("source"); it != q.end() && !it->second.empty()) {
+    if (!IpAddr::parse(it->second))
+      return reply_error(c, http::status::bad_request, "source: not an IP address");
+    args.insert(args.end(), {"--source", it->second});
+  }
+  if (auto it = q.find("kind"); it != q.end() && !it->second.empty()) {
+    if (!valid_name(it->second))
+      return reply_error(c, http::status::bad_request, "kind: not a kind");
+    args.insert(args.end(), {"--kind", it->second});
+  }
+  for (const char* key : {"limit", "before"}) {
+    if (auto it = q.find(key); it != q.end() && !it->second.empty()) {
+      if (!valid_id(it->second))
+        return reply_error(c, http::status::bad_request, std::string(key) + ": not a number");
+      args.insert(args.end(), {std::string("--") + key, it->second});
+    }
+  }
+  run_command(c, "audit", std::move(args), http::status::ok);
+}
+
+void App::counters(Call& c) {
+  const int64_t now_minute = static_cast<int64_t>(std::time(nullptr)) / 60;
+  reply(c, json_response(http::status::ok, c.req, feed_.json(now_minute)));
+}
+
+void App::stream(Call& c) {
+  Response res{http::status::ok, c.req.version()};
+  add_common_headers(res);
+  res.set(http::field::content_type, "text/event-stream");
+  res.set(http::field::cache_control, "no-store");
+  res.set("X-Accel-Buffering", "no");
+  ++responses_[200];
+  c.done(Reply{std::move(res), true});
+}
+
+void App::metrics(Call& c) {
+  std::string out;
+  auto counter = [&out](const std::string& name, const std::string& help, const std::string& type) {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  counter("knockgate_webd_up", "webd is serving", "gauge");
+  out += "knockgate_webd_up 1\n";
+  counter("knockgate_webd_policyd_connected", "webd has a connection to policyd", "gauge");
+  out += std::string("knockgate_webd_policyd_connected ") + (link_.connected() ? "1" : "0") + "\n";
+  counter("knockgate_grants_active", "active grants as webd sees them", "gauge");
+  out += "knockgate_grants_active " + std::to_string(link_.grants().size()) + "\n";
+  counter("knockgate_grant_events_total", "grant changes received (add, extend, remove)",
+          "counter");
+  out += "knockgate_grant_events_total " + std::to_string(grant_events_) + "\n";
+  counter("knockgate_feed_events_total", "feed events by kind (knock, spa, reject, grant, ...)",
+          "counter");
+  for (const auto& [kind, n] : feed_.by_kind()) {
+    out += "knockgate_feed_events_total{kind=\"" + prom_label(kind) + "\"} " + std::to_string(n) +
+           "\n";
+  }
+  counter("knockgate_rejections_total", "rejected knocks and SPA packets by reason", "counter");
+  for (const auto& [reason, n] : feed_.rejects_by_reason()) {
+    out += "knockgate_rejections_total{reason=\"" + prom_label(reason) + "\"} " +
+           std::to_string(n) + "\n";
+  }
+  counter("knockgate_webd_stream_clients", "connected live-stream clients", "gauge");
+  out += "knockgate_webd_stream_clients " + std::to_string(hub_.clients()) + "\n";
+  counter("knockgate_webd_sessions", "logged-in console sessions", "gauge");
+  out += "knockgate_webd_sessions " + std::to_string(sessions_.size()) + "\n";
+  counter("knockgate_webd_logins_total", "login attempts by result", "counter");
+  out += "knockgate_webd_logins_total{result=\"ok\"} " + std::to_string(logins_ok_) + "\n";
+  out += "knockgate_webd_logins_total{result=\"failed\"} " + std::to_string(logins_failed_) + "\n";
+  out += "knockgate_webd_logins_total{result=\"rate_limited\"} " + std::to_string(logins_blocked_) +
+         "\n";
+  counter("knockgate_webd_csrf_rejected_total",
+          "state-changing requests refused by the CSRF/Origin check", "counter");
+  out += "knockgate_webd_csrf_rejected_total " + std::to_string(csrf_rejected_) + "\n";
+  counter("knockgate_webd_connections_total", "HTTP connections accepted", "counter");
+  out += "knockgate_webd_connections_total " + std::to_string(connections_total_) + "\n";
+  counter("knockgate_webd_responses_total", "HTTP responses by status code", "counter");
+  for (const auto& [code, n] : responses_) {
+    out += "knockgate_webd_responses_total{code=\"" + std::to_string(code) + "\"} " +
+           std::to_string(n) + "\n";
+  }
+  auto finish = [this, &req = c.req](Done& done, std::string text) {
+    Response res{http::status::ok, req.version()};
+    add_common_headers(res);
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.set(http::field::cache_control, "no-store");
+    res.body() = std::move(text);
+    res.keep_alive(req.keep_alive());
+    res.prepare_payload();
+    ++responses_[200];
+    done(Reply{std::move(res), false});
+  };
+  if (!link_.connected()) return finish(c.done, std::move(out));
+  // policyd's status counters (its own and those it relays from captured and verdictd:
+  // knocks, verdicts, pcap and queue drops), every number under knockgate_status_*.
+  Done done = std::move(c.done);
+  link_.control("status", {"--json"},
+                [finish, out = std::move(out), done = std::move(done)](ControlResult r) mutable {
+                  if (r.exit_code == 0) {
+                    if (auto v = json::parse(r.out)) {
+                      flatten_metrics(*v, "knockgate_status", out);
+                    }
+                  }
+                  finish(done, std::move(out));
+                });
+}
+
+void App::static_file(Call& c) {
+  const StaticFile* f = files_.find(c.target.path);
+  if (f == nullptr) return reply_error(c, http::status::not_found, "not found");
+  Response res{http::status::ok, c.req.version()};
+  add_common_headers(res);
+  res.set(http::field::content_type, f->content_type);
+  res.set(http::field::etag, f->etag);
+  res.set(http::field::cache_control, "no-cache");
+  res.keep_alive(c.req.keep_alive());
+  if (auto inm = c.req.find(http::field::if_none_match);
+      inm != c.req.end() && sv(inm->value()) == f->etag) {
+    res.result(http::status::not_modified);
+    ++responses_[304];
+    return c.done(Reply{std::move(res), false});
+  }
+  res.body() = f->body;
+  res.prepare_payload();
+  reply(c, std::move(res));
+}
+
+}  // namespace kg::webd
