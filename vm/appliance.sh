@@ -186,7 +186,7 @@ appliance_tour() {
 import http.client, json, sys
 port, password = int(sys.argv[1]), sys.argv[2]
 c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-c.request("POST", "/api/v1/login", json.dumps({"user": "admin", "password": password}),
+c.request("POST", "/api/v1/login", json.dumps({"username": "admin", "password": password}),
           {"Content-Type": "application/json", "Origin": "http://127.0.0.1:%d" % port})
 r = c.getresponse(); body = r.read()
 cookie = r.getheader("Set-Cookie", "").split(";")[0]
