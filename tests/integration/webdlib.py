@@ -88,6 +88,7 @@ def config(w, port, extra=""):
             "  Database = {w}/knockgate.db\n"
             "  CaptureUser = nobody\n"
             "  WebUser = nobody\n"
+            "  VerdictUser = nobody\n"
             "  WebListen = 127.0.0.1:{port},{wan}:{port}\n"
             "  WebRoot = {root}\n"
             "  WebPasswordFile = {w}/web.passwd\n"

@@ -57,14 +57,23 @@ TEST(NftRuleset, IdentifiersAndCollisions) {
   EXPECT_EQ(kg::policyd::grant_set_name("syslog-only", kg::Family::v6), "grant6_syslog_only");
   auto ok = kg::policyd::check_identifiers(shipped());
   EXPECT_TRUE(ok.ok());
-  auto c = parse(
+  // The config loader refuses the clash with FILE:LINE already...
+  auto r = kg::config::parse_text(
       "[profile a-b]\ndirection = inbound\nexpose = tcp/22 -> 192.168.50.10:22\n"
-      "[profile a.b]\ndirection = inbound\nexpose = tcp/23 -> 192.168.50.10:23\n");
+      "[profile a.b]\ndirection = inbound\nexpose = tcp/23 -> 192.168.50.10:23\n",
+      "t.conf");
+  ASSERT_FALSE(r.config.has_value());
+  ASSERT_EQ(r.errors.size(), 1U);
+  EXPECT_NE(r.errors[0].str().find("t.conf:4:"), std::string::npos) << r.errors[0].str();
+  // ...and the ruleset refuses a Config built without it.
+  kg::config::Config c = shipped();
+  c.profiles.push_back(c.profiles[0]);
+  c.profiles.back().name = "ssh.only";
   auto bad = kg::policyd::check_identifiers(c);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.error().message.find("\"a-b\" and \"a.b\""), std::string::npos)
+  EXPECT_NE(bad.error().message.find("\"ssh-only\" and \"ssh.only\""), std::string::npos)
       << bad.error().message;
-  EXPECT_NE(bad.error().message.find("a_b"), std::string::npos);
+  EXPECT_NE(bad.error().message.find("ssh_only"), std::string::npos);
 }
 
 TEST(NftRuleset, ShippedProfilesFailClosedXt) {
