@@ -8,7 +8,7 @@
 
 namespace kg::policyd::json {
 
-// `"text"` with quotes, backslashes and control characters escaped. Bytes ≥ 0x80 pass
+// kg::json_quote (common/json_quote.h): `"text"` escaped, < > & too. Bytes ≥ 0x80 pass
 // through (our strings are UTF-8 or ASCII).
 std::string quote(std::string_view text);
 

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "common/json_quote.h"
+
 namespace kg::webd::json {
 namespace {
 
@@ -286,40 +288,7 @@ Result<Value> parse(std::string_view text) {
 }
 
 std::string quote(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (u < 0x20 || u == 0x7f || c == '<' || c == '>' || c == '&') {
-          // < > & escaped too, so JSON echoed into any context cannot open a tag.
-          char buf[8];
-          (void)std::snprintf(buf, sizeof buf, "\\u%04x", u);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
+  return kg::json_quote(s);
 }
 
 std::string serialize(const Value& v) {
