@@ -330,19 +330,42 @@ Result<Ok> Store::delete_pending_stop(int64_t id) {
   return delete_pending_.run();
 }
 
-Result<std::vector<PendingStop>> Store::pending_stops() {
-  std::vector<PendingStop> out;
+namespace {
+
+// Every row of a prepared statement, read by `read_row`; the statement is reset after,
+// error or not, so it can be bound and stepped again.
+template <typename ReadRow>
+auto read_all(sql::Statement& stmt, ReadRow read_row)
+    -> Result<std::vector<decltype(read_row(stmt))>> {
+  std::vector<decltype(read_row(stmt))> out;
   for (;;) {
-    auto row = all_pending_.step();
+    auto row = stmt.step();
     if (!row) {
-      all_pending_.reset();
+      stmt.reset();
       return row.error();
     }
     if (!*row) break;
-    out.push_back(read_pending(all_pending_));
+    out.push_back(read_row(stmt));
   }
-  all_pending_.reset();
+  stmt.reset();
   return out;
+}
+
+AuditRecord read_audit(const sql::Statement& s) {
+  AuditRecord r;
+  r.id = s.column_int64(0);
+  r.time_ns = s.column_int64(1);
+  r.kind = s.column_text(2);
+  r.door = s.column_text(3);
+  r.source = s.column_text(4);
+  r.detail = s.column_text(5);
+  return r;
+}
+
+}  // namespace
+
+Result<std::vector<PendingStop>> Store::pending_stops() {
+  return read_all(all_pending_, read_pending);
 }
 
 Result<int64_t> Store::record_one_time_used(const OneTimeUse& use) {
@@ -358,25 +381,7 @@ Result<int64_t> Store::record_one_time_used(const OneTimeUse& use) {
 
 Result<std::vector<AuditRecord>> Store::audit_after(int64_t after_id, int64_t limit) {
   audit_after_.bind(1, after_id).bind(2, limit);
-  std::vector<AuditRecord> out;
-  for (;;) {
-    auto row = audit_after_.step();
-    if (!row) {
-      audit_after_.reset();
-      return row.error();
-    }
-    if (!*row) break;
-    AuditRecord r;
-    r.id = audit_after_.column_int64(0);
-    r.time_ns = audit_after_.column_int64(1);
-    r.kind = audit_after_.column_text(2);
-    r.door = audit_after_.column_text(3);
-    r.source = audit_after_.column_text(4);
-    r.detail = audit_after_.column_text(5);
-    out.push_back(std::move(r));
-  }
-  audit_after_.reset();
-  return out;
+  return read_all(audit_after_, read_audit);
 }
 
 namespace {
@@ -399,18 +404,7 @@ GrantRow read_grant(const sql::Statement& s) {
 }
 
 Result<std::vector<GrantRow>> read_grants(sql::Statement& stmt) {
-  std::vector<GrantRow> out;
-  for (;;) {
-    auto row = stmt.step();
-    if (!row) {
-      stmt.reset();
-      return row.error();
-    }
-    if (!*row) break;
-    out.push_back(read_grant(stmt));
-  }
-  stmt.reset();
-  return out;
+  return read_all(stmt, read_grant);
 }
 
 }  // namespace
@@ -494,21 +488,7 @@ Result<std::vector<AuditRecord>> Store::audit_query(const AuditFilter& filter) {
   if (filter.kind) stmt->bind(4, *filter.kind);
   if (filter.before_id) stmt->bind(5, *filter.before_id);
   stmt->bind(6, filter.limit);
-  std::vector<AuditRecord> out;
-  for (;;) {
-    auto row = stmt->step();
-    if (!row) return row.error();
-    if (!*row) break;
-    AuditRecord r;
-    r.id = stmt->column_int64(0);
-    r.time_ns = stmt->column_int64(1);
-    r.kind = stmt->column_text(2);
-    r.door = stmt->column_text(3);
-    r.source = stmt->column_text(4);
-    r.detail = stmt->column_text(5);
-    out.push_back(std::move(r));
-  }
-  return out;
+  return read_all(*stmt, read_audit);
 }
 
 }  // namespace kg::policyd
