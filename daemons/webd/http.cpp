@@ -60,7 +60,8 @@ std::optional<Target> parse_target(std::string_view target) {
   return t;
 }
 
-std::optional<RequestProblem> check_request(const Request& req, const HttpLimits& limits) {
+std::optional<RequestProblem> check_request(const Request& req, bool chunked,
+                                            const HttpLimits& limits) {
   if (static_cast<size_t>(std::distance(req.begin(), req.end())) > limits.header_count) {
     return RequestProblem{http::status::request_header_fields_too_large, "too many header fields"};
   }
@@ -72,6 +73,10 @@ std::optional<RequestProblem> check_request(const Request& req, const HttpLimits
   }
   if (req.version() == 11 && req.find(http::field::host) == req.end()) {
     return RequestProblem{http::status::bad_request, "Host header required"};
+  }
+  if (chunked) {
+    return RequestProblem{http::status::length_required,
+                          "chunked request bodies are not accepted; send Content-Length"};
   }
   return std::nullopt;
 }

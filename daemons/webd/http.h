@@ -26,14 +26,18 @@ struct HttpLimits {
   size_t target_bytes = 2048;      // request-target; more: 414
 };
 
-// What a whole, parsed request may still be refused for: too many header fields (431),
-// too long a target (414), an HTTP version other than 1.0/1.1 (505), no Host in 1.1 (400).
+// What a request head may be refused for, checked before any body byte is read: too many
+// header fields (431), too long a target (414), an HTTP version other than 1.0/1.1 (505),
+// no Host in 1.1 (400), a chunked body (411: the API's bodies are small JSON documents
+// and every client sends Content-Length; refusing chunked also keeps Beast 1.74's
+// chunk-header parser, which asserts on some malformed input, off the attack surface).
 // nullopt: acceptable.
 struct RequestProblem {
   http::status status;
   const char* why;
 };
-std::optional<RequestProblem> check_request(const Request& req, const HttpLimits& limits);
+std::optional<RequestProblem> check_request(const Request& head, bool chunked,
+                                            const HttpLimits& limits);
 
 // Splits `/path?x=1&y=2` and percent-decodes the parts. nullopt on bad escapes or too many
 // parameters.

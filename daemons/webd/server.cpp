@@ -73,12 +73,26 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     // Keep-alive: idle time for the next request's first bytes, then the request timeout.
     lowest(stream_).expires_after(first ? shared_->options.request_timeout
                                         : shared_->options.idle_timeout);
-    http::async_read(
+    // The head first: it is checked before any body byte is read (check_request).
+    http::async_read_header(
         stream_, buffer_, *parser_,
-        [self = this->shared_from_this()](const error_code& ec, size_t) { self->on_read(ec); });
+        [self = this->shared_from_this()](const error_code& ec, size_t) { self->on_head(ec); });
   }
 
-  void on_read(const error_code& ec) {
+  void on_head(const error_code& ec) {
+    if (ec) return on_read_error(ec);
+    if (auto problem = check_request(parser_->get(), parser_->chunked(), shared_->options.limits)) {
+      const unsigned version = parser_->get().version() == 10 ? 10 : 11;
+      return fail(problem->status, version, problem->why);  // closes: the body is unread
+    }
+    if (parser_->is_done()) return on_body({});
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = this->shared_from_this()](const error_code& body_ec, size_t) {
+                       self->on_body(body_ec);
+                     });
+  }
+
+  void on_read_error(const error_code& ec) {
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
         ec == asio::error::eof) {
@@ -92,17 +106,16 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
     if (ec == http::error::body_limit) {
       return fail(http::status::payload_too_large, version, "request body too large");
     }
-    if (ec) {
-      if (ec.category() == asio::error::get_ssl_category() ||
-          ec == asio::ssl::error::stream_truncated) {
-        return close();
-      }
-      return fail(http::status::bad_request, version, "malformed request: " + ec.message());
+    if (ec.category() == asio::error::get_ssl_category() ||
+        ec == asio::ssl::error::stream_truncated) {
+      return close();
     }
+    fail(http::status::bad_request, version, "malformed request: " + ec.message());
+  }
+
+  void on_body(const error_code& ec) {
+    if (ec) return on_read_error(ec);
     request_ = parser_->release();
-    if (auto problem = check_request(request_, shared_->options.limits)) {
-      return fail(problem->status, request_.version() == 10 ? 10 : 11, problem->why);
-    }
     lowest(stream_).expires_after(shared_->options.write_timeout);
     shared_->app.handle(request_, client_, [self = this->shared_from_this()](Reply reply) {
       if (reply.stream) {

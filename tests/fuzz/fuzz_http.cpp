@@ -77,27 +77,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   http::request_parser<http::string_body> parser;
   parser.header_limit(static_cast<uint32_t>(f->limits.header_bytes));
   parser.body_limit(f->limits.body_bytes);
-  parser.eager(true);
   boost::beast::error_code ec;
   const char* p = reinterpret_cast<const char*>(data);
   size_t left = size;
-  // All input is here at once: when the parser wants more than there is, the client has
-  // closed (async_read's eof), which put_eof() turns into the parser's verdict.
-  while (!ec && !parser.is_done()) {
-    size_t used = 0;
-    if (left > 0) {
-      used = parser.put(boost::asio::const_buffer(p, left), ec);
-      p += used;
-      left -= used;
-      if (ec == http::error::need_more) ec = {};
+  // As the connection does: the head (async_read_header), check_request on it, then the
+  // body (async_read). All input is here at once: when the parser wants more than there
+  // is, the client has closed (async_read's eof), which put_eof() turns into the parser's
+  // verdict.
+  auto read_until = [&](auto done) {
+    while (!ec && !done()) {
+      size_t used = 0;
+      if (left > 0) {
+        used = parser.put(boost::asio::const_buffer(p, left), ec);
+        p += used;
+        left -= used;
+        if (ec == http::error::need_more) ec = {};
+      }
+      if (!ec && used == 0 && !done()) {
+        if (!parser.got_some()) return false;  // nothing at all: no request
+        parser.put_eof(ec);
+        if (!ec && !done()) ec = http::error::partial_message;
+      }
     }
-    if (!ec && used == 0 && !parser.is_done()) {
-      if (!parser.got_some()) return 0;  // nothing at all: no request
-      parser.put_eof(ec);
-      if (!ec && !parser.is_done()) ec = http::error::partial_message;
-    }
-  }
-  if (ec) {
+    return true;
+  };
+  auto fail = [&] {
     // What the connection sends for it: a 400/413/431 built by the app.
     const auto status = ec == http::error::header_limit
                             ? http::status::request_header_fields_too_large
@@ -105,12 +109,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                         : http::status::bad_request;
     check_response(f->app->error_response(status, 11, "x", false));
     return 0;
-  }
-  kg::webd::Request req = parser.release();
-  if (auto problem = kg::webd::check_request(req, f->limits)) {
+  };
+  if (!read_until([&] { return parser.is_header_done(); })) return 0;
+  if (ec) return fail();
+  if (auto problem = kg::webd::check_request(parser.get(), parser.chunked(), f->limits)) {
     check_response(f->app->error_response(problem->status, 11, problem->why, false));
     return 0;
   }
+  parser.eager(true);
+  if (!read_until([&] { return parser.is_done(); })) return 0;
+  if (ec) return fail();
+  kg::webd::Request req = parser.release();
   int replies = 0;
   f->app->handle(req, kg::webd::ClientInfo{"192.0.2.1", false}, [&replies](kg::webd::Reply r) {
     ++replies;
