@@ -59,25 +59,42 @@ def main():
         knocker = subprocess.Popen(["ip", "netns", "exec", lab.ns("client"), "python3", "-c",
                                     KNOCKER, kglab.GW_WAN4, str(a.knocks)],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # Raw reads with our own line buffer: a buffered readline() could hold a second
+        # delta (pending, then add/extend arrive together) where select() cannot see it.
+        fd = watch.stdout.fileno()
+        os.set_blocking(fd, False)
+        buf = b""
+
+        def lines(timeout):
+            nonlocal buf
+            r, _, _ = select.select([fd], [], [], timeout)
+            if not r:
+                return []
+            try:
+                buf += os.read(fd, 65536)
+            except BlockingIOError:
+                return []
+            now = time.time_ns()
+            *done, buf = buf.split(b"\n")
+            return [(now, x) for x in done]
+
         lat, missed = [], 0
         for _ in range(a.knocks):
             sent = int(knocker.stdout.readline())
             got = None
             end = time.monotonic() + 2
-            while time.monotonic() < end:
-                r, _, _ = select.select([watch.stdout], [], [], 0.5)
-                if not r:
-                    continue
-                line = watch.stdout.readline()
-                now = time.time_ns()
-                if '"add"' in line or '"extend"' in line:
-                    got = now
-                    break
+            while got is None and time.monotonic() < end:
+                for now, line in lines(0.5):
+                    if b'"add"' in line or b'"extend"' in line:
+                        got = now
+                        break
             if got is None:
                 missed += 1
             else:
                 lat.append((got - sent) / 1e6)
             time.sleep(0.01)
+            while lines(0):  # nothing of this knock may be taken for the next one's
+                pass
             knocker.stdin.write("\n")
             knocker.stdin.flush()
         knocker.stdin.close()

@@ -11,6 +11,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
@@ -540,9 +541,14 @@ class Daemon {
                     event.door + ": " + kg::policyd::knock_outcome_name(*outcome));
     }
     // The action is out; now make the commit power-loss durable before captured forgets
-    // the event.
-    core_->sync_now();
-    session->send(kg::ipc::EventAck{event.event_id});
+    // the event. Posted, not done here: the grant deltas this event queued go out to
+    // subscribers (verdictd first) when their writes complete on this loop, and must not
+    // wait behind the fdatasync. A burst of events shares one sync: the first one posted
+    // syncs everything committed so far, the rest find nothing unsynced.
+    asio::post(io_, [this, session, id = event.event_id] {
+      core_->sync_now();
+      session->send(kg::ipc::EventAck{id});
+    });
   }
 
   Args args_;
