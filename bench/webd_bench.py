@@ -5,7 +5,8 @@
 
 policyd + webd in the lab's gw namespace, real sockets and SQLite. Measures
   1. GET /api/v1/grants latency (p50/p99 over 300 requests, keep-alive, API token) with
-     N active grants (created with `knockgatectl grant-many` in one transaction);
+     N active grants (created with `knockgatectl grant-many` in one transaction), once with
+     the set unchanged between requests and once with a new grant before every request;
   2. C concurrent live-stream clients: time from the POST that creates a grant until each
      client has read its `event: grant` line (max and p99 over clients, 5 rounds);
   3. webd's VmRSS/VmHWM with those clients connected, after the runs.
@@ -118,6 +119,24 @@ def main():
             results["grants_list_ms"] = {"p50": round(percentile(times, 50), 2),
                                          "p99": round(percentile(times, 99), 2),
                                          "max": round(max(times), 2), "bytes": size}
+            # Under churn: a new grant lands between any two requests (as knocks do on a
+            # busy gateway), so no request can be answered from the previous one's body.
+            conn = app.conn()
+            times = []
+            for i in range(300):
+                src = "198.18.%d.%d" % (i // 250, i % 250 + 1)
+                r, body = app.request("POST", "/api/v1/grants",
+                                      {"source": src, "profile": "ssh-only"}, auth, conn=conn)
+                assert r.status == 201, body
+                time.sleep(0.005)  # the grant's delta reaches webd
+                t0 = time.perf_counter()
+                r, body = app.request("GET", "/api/v1/grants", headers=auth, conn=conn)
+                times.append((time.perf_counter() - t0) * 1000)
+                assert r.status == 200 and ('"%s"' % src).encode() in body, r.status
+            conn.close()
+            results["grants_list_churn_ms"] = {"p50": round(percentile(times, 50), 2),
+                                               "p99": round(percentile(times, 99), 2),
+                                               "max": round(max(times), 2)}
         times, _ = timed_gets(app, "/api/v1/session", auth, 300)
         results["session_ms"] = {"p50": round(percentile(times, 50), 3),
                                  "p99": round(percentile(times, 99), 3)}

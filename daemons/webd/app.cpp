@@ -147,13 +147,17 @@ App::App(Options options, const StaticFiles& files, PolicyLink& link, StreamHub&
   if (auto r = tokens_.load(); !r) log::info(r.error().message + ": no API tokens");
   link_.on_delta([this](const ipc::GrantDelta& d) { on_delta(d); });
   link_.on_feed([this](const ipc::FeedEvent& e) { on_feed(e); });
-  link_.on_snapshot(
-      [this] { hub_.publish("snapshot", "{\"seq\":" + std::to_string(link_.seq()) + "}"); });
+  link_.on_snapshot([this] {
+    grants_cache_valid_ = false;
+    grant_json_cache_.clear();
+    hub_.publish("snapshot", "{\"seq\":" + std::to_string(link_.seq()) + "}");
+  });
 }
 
 void App::on_delta(const ipc::GrantDelta& d) {
   if (d.op == ipc::GrantOp::pending) return;
   grants_cache_valid_ = false;
+  if (d.op == ipc::GrantOp::remove) grant_json_cache_.erase(d.grant.id);
   ++grant_events_;
   std::string data = "{\"op\":" + json::quote(ipc::grant_op_name(d.op)) +
                      ",\"seq\":" + std::to_string(d.seq) + ",\"reason\":" + json::quote(d.reason) +
@@ -511,7 +515,7 @@ void App::grants_get(Call& c) {
       if (want_profile != nullptr && g.profile != *want_profile) continue;
       if (!first) body += ',';
       first = false;
-      body += grant_json(g);
+      body += grant_json_cached(g);
     }
     body += "]}";
     if (unfiltered) {
@@ -521,6 +525,16 @@ void App::grants_get(Call& c) {
     return reply(c, json_response(http::status::ok, c.req, std::move(body)));
   }
   run_command(c, "grants", std::move(args), http::status::ok);
+}
+
+const std::string& App::grant_json_cached(const ipc::GrantRecord& g) {
+  // Only the expiry of an active grant changes (extend); anything else is a new id.
+  CachedGrantJson& slot = grant_json_cache_[g.id];
+  if (slot.json.empty() || slot.expires_ns != g.expires_ns) {
+    slot.expires_ns = g.expires_ns;
+    slot.json = grant_json(g);
+  }
+  return slot.json;
 }
 
 void App::grants_create(Call& c, const Principal& p) {

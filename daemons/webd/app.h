@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "webd/auth.h"
@@ -117,9 +118,17 @@ class App {
   uint64_t logins_ok_ = 0, logins_failed_ = 0, logins_blocked_ = 0, csrf_rejected_ = 0;
   uint64_t connections_total_ = 0;
   uint64_t grant_events_ = 0;
-  // The unfiltered active list, serialised once per grant change (10 000 grants: 2.9 MB).
+  // The unfiltered active list, serialised once per grant change (10 000 grants: 2.9 MB),
+  // assembled from each grant's JSON, serialised once per version of that grant: a knock
+  // between two list requests costs one grant_json(), not 10 000.
+  const std::string& grant_json_cached(const ipc::GrantRecord& g);
   std::string grants_cache_;
   bool grants_cache_valid_ = false;
+  struct CachedGrantJson {
+    int64_t expires_ns = 0;
+    std::string json;
+  };
+  std::unordered_map<uint64_t, CachedGrantJson> grant_json_cache_;
 };
 
 // A grant as the API shows it (the shape of policyd's `grants --json` items).
