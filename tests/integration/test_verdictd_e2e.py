@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import unittest
 
@@ -20,13 +21,50 @@ CAPTURED = os.path.join(BUILD, "daemons", "captured", "knockgate-captured")
 KNOCK = os.path.join(BUILD, "daemons", "knock", "knockgate-knock")
 CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
 
+SPA_KEY_B64 = "pwczPhemmcJqsBpRrPjZWsiXfxFUY4GXO0Z8D/QEV/A="
+SPA_HMAC_B64 = ("QgPNwQ5XkZ5T7hfJx2Hl2NMODfopUJE9W/1n9VEfMS2v4xAdBxZq1rk2dXibwbkspTWfHlOxwEhhI0T6mz94"
+                "Mw==")
+
 DOORS = """
 [openSSH]
   sequence = 7000,8000,9000
   seq_timeout = 5
   tcpflags = syn
   grant = ssh-only
-"""
+
+# fwknopd access.conf stanzas: fwknop --key-gen keys with HMAC-SHA256; plain keys with
+# HMAC-SHA512 in CTR mode; a legacy (pre-2.5, no HMAC) client.
+[spa spa-udp]
+  port = 62201
+  proto = udp
+  grant = ssh-only
+  SOURCE = ANY
+  KEY_BASE64 = %s
+  HMAC_KEY_BASE64 = %s
+  SOURCE = ANY
+  KEY = legacy-key
+  ENCRYPTION_MODE = legacy
+
+[spa spa-tcp]
+  port = 62202
+  proto = tcp
+  grant = ssh-only
+  SOURCE = ANY
+  KEY = ctr-key-42
+  HMAC_KEY = ctr-hmac-key-4242
+  HMAC_DIGEST_TYPE = sha512
+  ENCRYPTION_MODE = CTR
+
+[spa spa-http]
+  port = 62203
+  proto = http
+  grant = ssh-only
+  SOURCE = ANY
+  KEY = http-key
+  HMAC_KEY = http-hmac
+  HMAC_DIGEST_TYPE = sha384
+""" % (SPA_KEY_B64, SPA_HMAC_B64)
+FWKNOP = shutil.which("fwknop")
 
 
 # The knock (TCP SYNs to 7000, 8000, 9000 from non-blocking connects) and, 0 µs after the
@@ -88,6 +126,7 @@ class E2E(unittest.TestCase):
             cls.conf, cls.w = vl.write_conf(cls.lab, hold_ms=250, extra="")
             with open(cls.conf, "a") as f:
                 f.write(DOORS)
+            os.chmod(cls.conf, 0o600)  # it holds SPA keys: policyd refuses it readable
             cls.policyd = cls.lab.start("gw", [POLICYD, "-c", cls.conf, "-v"],
                                         os.path.join(cls.w, "policyd.out"))
             assert cls.policyd.wait_for_output(r"listening on", 10), cls.policyd.output()
@@ -143,6 +182,60 @@ class E2E(unittest.TestCase):
         res = vl.probe(self.lab, "client", kglab.GW_WAN4, 80, timeout=0.5)
         self.assertFalse(res[0][0], res)
         self.assertNotEqual(self.ssh(client="client2").returncode, 0)
+
+    @unittest.skipUnless(FWKNOP, "fwknop client not installed")
+    def test_real_fwknop_client_opens_ssh(self):
+        """The real Debian fwknop client, in several modes and transports, opens the
+        SSH-only exposure: a real ssh login to the LAN host through the gateway, closed
+        before each SPA packet, open right after it."""
+        self.assertTrue(self.captured.wait_for_output(r"SPA door spa-http: listening", 5),
+                        self.captured.output()[-2000:])
+        home = tempfile.mkdtemp(prefix="kg-fwknop-home-")
+        try:
+            rc = os.path.join(home, "fwknoprc")
+            with open(rc, "w") as f:
+                f.write("[default]\n")
+            os.chmod(rc, 0o600)
+            variants = [
+                ("udp, base64 keys, HMAC-SHA256, SHA-256 digest (fwknop's defaults)",
+                 ["--key-base64-rijndael", SPA_KEY_B64, "--key-base64-hmac", SPA_HMAC_B64,
+                  "--use-hmac"]),
+                ("udp, legacy mode, no HMAC, MD5 digest",
+                 ["--key-rijndael", "legacy-key", "-M", "legacy", "-m", "md5"]),
+                ("tcp, CTR mode, HMAC-SHA512, SHA-384 digest",
+                 ["--key-rijndael", "ctr-key-42", "--key-hmac", "ctr-hmac-key-4242",
+                  "--hmac-digest-type", "sha512", "-M", "ctr", "-m", "sha384", "-P", "tcp",
+                  "-p", "62202"]),
+                ("http, HMAC-SHA384, SHA-1 digest",
+                 ["--key-rijndael", "http-key", "--key-hmac", "http-hmac",
+                  "--hmac-digest-type", "sha384", "-m", "sha1", "-P", "http", "-p", "62203"]),
+            ]
+            for i, (what, args) in enumerate(variants):
+                self.revoke_all()
+                if i == 0:  # closed before any SPA (ConnectTimeout: 3 s, so only once)
+                    self.assertNotEqual(self.ssh().returncode, 0)
+                else:
+                    res = vl.probe(self.lab, "client", kglab.GW_WAN4, 22, timeout=0.5)
+                    self.assertFalse(res[0][0], (what, res))
+                r = self.lab.run("client", [FWKNOP, "--rc-file", rc, "--no-save-args",
+                                            "-D", kglab.GW_WAN4, "-A", "tcp/22", "-a",
+                                            kglab.CLIENT4, "-U", "alice"] + args,
+                                 env={"HOME": home}, check=False)
+                self.assertEqual(r.returncode, 0, (what, r.stdout + r.stderr))
+                ok = None
+                end = time.monotonic() + 5
+                while time.monotonic() < end:
+                    ok = self.ssh()
+                    if ok.returncode == 0:
+                        break
+                    time.sleep(0.2)
+                self.assertEqual(ok.returncode, 0, (what, ok.stderr, self.captured.output()[-2000:],
+                                                    self.policyd.output()[-2000:]))
+            grants = self.ctl("grants", "--all").stdout
+            self.assertIn("spa", grants)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+            self.revoke_all()
 
     def test_connect_right_after_knock_never_stalls(self):
         """The SYN race: connect 0 µs after the last knock, 10 times; no 1 s stall."""
