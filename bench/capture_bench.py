@@ -117,7 +117,7 @@ class Impl:
         res = {}
         tick = os.sysconf("SC_CLK_TCK")
         for p in self.procs:
-            pid = _real_pid(p.pid)
+            pid = kglab.real_pid(p.pid)
             try:
                 with open("/proc/%d/stat" % pid) as f:
                     fields = f.read().rsplit(")", 1)[1].split()
@@ -133,22 +133,8 @@ class Impl:
         return res
 
 
-def _real_pid(pid):
-    """`ip netns exec` execs the daemon, so the pid is the daemon's; follow a child if not."""
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            if f.read().strip() != "ip":
-                return pid
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            kids = f.read().split()
-        return int(kids[0]) if kids else pid
-    except FileNotFoundError:
-        return pid
 
 
-def pct(values, q):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q / 100.0 * (len(s) - 1))))]
 
 
 def bench_latency(lab, impl, n):
@@ -251,7 +237,7 @@ def main():
             for name in ("knockgate", "knockd"):
                 impl = Impl(lab, name, build, "lat-" + name)
                 lat, missed = bench_latency(lab, impl, args.knocks)
-                print("| %s | %.2f | %.2f | %.2f | %d |" % (name, pct(lat, 50), pct(lat, 99),
+                print("| %s | %.2f | %.2f | %.2f | %d |" % (name, kglab.percentile(lat, 50), kglab.percentile(lat, 99),
                                                            max(lat), missed), flush=True)
             print()
         if args.only in (None, "flood"):

@@ -26,9 +26,6 @@ for i in range(n):
 """
 
 
-def pct(v, q):
-    s = sorted(v)
-    return s[min(len(s) - 1, int(round(q / 100.0 * (len(s) - 1))))]
 
 
 def main():
@@ -101,7 +98,7 @@ def main():
         knocker.wait()
         watch.terminate()
         print("knock -> grant installed (broadcast received), %d knocks: p50 %.2f ms, p99 %.2f ms, "
-              "max %.2f ms, missed %d" % (a.knocks, pct(lat, 50), pct(lat, 99), max(lat), missed))
+              "max %.2f ms, missed %d" % (a.knocks, kglab.percentile(lat, 50), kglab.percentile(lat, 99), max(lat), missed))
 
 
 if __name__ == "__main__":

@@ -28,22 +28,8 @@ HMAC = "bench-spa-hmac-key"
 LEGIT = 20
 
 
-def cpu_seconds(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def real_pid(pid):
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            if f.read().strip() != "ip":
-                return pid
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            kids = f.read().split()
-        return int(kids[0]) if kids else pid
-    except FileNotFoundError:
-        return pid
 
 
 def flood_and_knock(lab, build, rate, seconds):
@@ -79,11 +65,11 @@ def run_knockgate(lab, build, rate, seconds):
     cap = lab.start("gw", [os.path.join(build, "daemons", "captured", "knockgate-captured"), "-c",
                            conf], os.path.join(w, "captured.out"))
     assert cap.wait_for_output(r"connected to policyd", 5), cap.output()
-    pid = real_pid(cap.pid)
-    c0 = cpu_seconds(pid)
+    pid = kglab.real_pid(cap.pid)
+    c0 = kglab.cpu_seconds(pid)
     achieved = flood_and_knock(lab, build, rate, seconds)
     time.sleep(1.0)
-    c1 = cpu_seconds(pid)
+    c1 = kglab.cpu_seconds(pid)
     db = sqlite3.connect(os.path.join(w, "kg.db"))
     accepted = db.execute("SELECT count(*) FROM audit WHERE kind='spa_accepted'").fetchone()[0]
     db.close()
@@ -108,11 +94,11 @@ def run_fwknopd(lab, build, rate, seconds):
                          "-a", acc, "-d", os.path.join(w, "digest"), "-p",
                          os.path.join(w, "pid"), "-r", w, "-v"], os.path.join(w, "fwknopd.out"))
     assert d.wait_for_output(r"main event loop", 10), d.output()
-    pid = real_pid(d.pid)
-    c0 = cpu_seconds(pid)
+    pid = kglab.real_pid(d.pid)
+    c0 = kglab.cpu_seconds(pid)
     achieved = flood_and_knock(lab, build, rate, seconds)
     time.sleep(1.5)
-    c1 = cpu_seconds(pid)
+    c1 = kglab.cpu_seconds(pid)
     accepted = d.output().count("skipping firewall manipulation")
     d.stop()
     return achieved, accepted, c1 - c0

@@ -135,9 +135,6 @@ def measure(lab, packets_path, n, remove_access):
     return lat, missed
 
 
-def pct(v, q):
-    s = sorted(v)
-    return s[min(len(s) - 1, int(round(q / 100.0 * (len(s) - 1))))]
 
 
 def run_knockgate(lab, build, n):
@@ -231,7 +228,7 @@ def main():
     print("|---|---|---|---|---|")
     for name, lat, missed in rows:
         if lat:
-            print("| %s | %.2f | %.2f | %.2f | %d |" % (name, pct(lat, 50), pct(lat, 99),
+            print("| %s | %.2f | %.2f | %.2f | %d |" % (name, kglab.percentile(lat, 50), kglab.percentile(lat, 99),
                                                        max(lat), missed))
         else:
             print("| %s | — | — | — | %d |" % (name, missed))

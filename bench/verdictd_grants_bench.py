@@ -33,24 +33,8 @@ def parse(line):
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
-def real_pid(pid):
-    try:
-        with open("/proc/%d/comm" % pid) as f:
-            if f.read().strip() != "ip":
-                return pid
-        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
-            kids = f.read().split()
-        return int(kids[0]) if kids else pid
-    except FileNotFoundError:
-        return pid
 
 
 def sources(n, skip):
@@ -113,7 +97,7 @@ def main():
                     if best is None or m["rate"] > best["rate"]:
                         best = m
                 rows[c] = best
-            rows["rss_kib"] = rss_kib(real_pid(d.pid))
+            rows["rss_kib"] = kglab.memory_kib(kglab.real_pid(d.pid))["VmRSS"]
             rows["active"] = active()
             results[label] = rows
 

@@ -27,19 +27,8 @@ import kglab  # noqa: E402
 import webdlib  # noqa: E402
 
 
-def percentile(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100.0 * (len(s) - 1))))]
 
 
-def rss_kib(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(("VmRSS", "VmHWM")):
-                k, v = line.split(":")
-                out[k] = int(v.split()[0])
-    return out
 
 
 def timed_gets(app, path, headers, n):
@@ -116,8 +105,8 @@ def main():
                 assert r.returncode == 0, r.stderr
             results["grant_many_s"] = round(time.monotonic() - t0, 2)
             times, size = timed_gets(app, "/api/v1/grants", auth, 300)
-            results["grants_list_ms"] = {"p50": round(percentile(times, 50), 2),
-                                         "p99": round(percentile(times, 99), 2),
+            results["grants_list_ms"] = {"p50": round(kglab.percentile(times, 50), 2),
+                                         "p99": round(kglab.percentile(times, 99), 2),
                                          "max": round(max(times), 2), "bytes": size}
             # Under churn: a new grant lands between any two requests (as knocks do on a
             # busy gateway), so no request can be answered from the previous one's body.
@@ -134,17 +123,17 @@ def main():
                 times.append((time.perf_counter() - t0) * 1000)
                 assert r.status == 200 and ('"%s"' % src).encode() in body, r.status
             conn.close()
-            results["grants_list_churn_ms"] = {"p50": round(percentile(times, 50), 2),
-                                               "p99": round(percentile(times, 99), 2),
+            results["grants_list_churn_ms"] = {"p50": round(kglab.percentile(times, 50), 2),
+                                               "p99": round(kglab.percentile(times, 99), 2),
                                                "max": round(max(times), 2)}
         times, _ = timed_gets(app, "/api/v1/session", auth, 300)
-        results["session_ms"] = {"p50": round(percentile(times, 50), 3),
-                                 "p99": round(percentile(times, 99), 3)}
+        results["session_ms"] = {"p50": round(kglab.percentile(times, 50), 3),
+                                 "p99": round(kglab.percentile(times, 99), 3)}
         times, _ = timed_gets(app, "/js/app.js", {}, 300)
-        results["static_ms"] = {"p50": round(percentile(times, 50), 3),
-                                "p99": round(percentile(times, 99), 3)}
+        results["static_ms"] = {"p50": round(kglab.percentile(times, 50), 3),
+                                "p99": round(kglab.percentile(times, 99), 3)}
         sel, socks = open_streams(app, args.clients, auth)
-        results["rss_with_clients_kib"] = rss_kib(app.webd.pid)
+        results["rss_with_clients_kib"] = kglab.memory_kib(app.webd.pid)
         if control:
             rounds = []
             for i in range(5):
@@ -155,9 +144,9 @@ def main():
                 assert r.status == 201, body
                 lat = wait_event(sel, socks, ('"source":"%s"' % src).encode(), t0)
                 rounds.append({"received": len(lat), "max_ms": round(max(lat), 2) if lat else None,
-                               "p99_ms": round(percentile(lat, 99), 2) if lat else None})
+                               "p99_ms": round(kglab.percentile(lat, 99), 2) if lat else None})
             results["stream_rounds"] = rounds
-        results["rss_after_kib"] = rss_kib(app.webd.pid)
+        results["rss_after_kib"] = kglab.memory_kib(app.webd.pid)
         for s in socks:
             s.close()
         results["webd_alive"] = app.webd.alive()

@@ -324,6 +324,45 @@ class Lab:
         return p
 
 
+
+# ---- Measurement helpers shared by bench/*.py ----
+
+def percentile(values, q):
+    """The q-th percentile (nearest rank) of a non-empty list."""
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100.0 * (len(s) - 1))))]
+
+
+def real_pid(pid):
+    """`ip netns exec` execs the daemon, so the pid is the daemon's; follow a child if not."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            if f.read().strip() != "ip":
+                return pid
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            kids = f.read().split()
+        return int(kids[0]) if kids else pid
+    except FileNotFoundError:
+        return pid
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process, seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid):
+    """{"VmRSS": KiB, "VmHWM": KiB} of a process."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(("VmRSS", "VmHWM")):
+                k, v = line.split(":")
+                out[k] = int(v.split()[0])
+    return out
+
 def _kill(pid, sig):
     try:
         os.kill(pid, sig)
