@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
-"""verdictd's verdict rate with 10 vs 100 000 active grants (issue #5), the whole appliance
-in one namespace lab (tests/integration/kglab.py), as root:
+"""verdictd in the whole appliance (issue #5): connect time right after a knock, and the
+verdict rate with 10 vs 100 000 active grants; one namespace lab
+(tests/integration/kglab.py), as root:
 
-  sudo bench/verdictd_grants_bench.py --build build/release [--seconds 4] [--grants 100000]
+  sudo bench/verdictd_appliance_bench.py --build build/release [--knocks 200] [--grants 100000]
+
+Knock then connect: the client sends its three knock SYNs and, 0 µs after the last one
+left, connects to the gateway's WAN address, port 22 (the SYN race of kernel-notes.md);
+captured → policyd → grant → verdictd must let that SYN through (held while the grant is
+on its way, VerdictHoldMs = 25, the default) without TCP's 1 s SYN retransmit. The grant is
+revoked between knocks (untimed).
 
 policyd installs its own ruleset (DNAT of the ssh-only exposure, the gate, the queue),
 verdictd gates every SYN, and the outside client opens TCP connections to the gateway's
@@ -27,6 +34,40 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import kglab  # noqa: E402
 import verdict_lab as vl  # noqa: E402
+
+
+KNOCK_CONNECT = r"""
+import socket, sys, time
+host, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    if not sys.stdin.readline():
+        break
+    knocks = []
+    for port in (7000, 8000, 9000):
+        k = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        k.setblocking(False)
+        k.connect_ex((host, port))
+        knocks.append(k)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(3)
+    t = time.monotonic()
+    try:
+        s.connect((host, 22))
+        print("ok %.6f" % (time.monotonic() - t), flush=True)
+    except OSError as e:
+        print("fail %.6f" % (time.monotonic() - t), flush=True)
+    s.close()
+    for k in knocks:
+        k.close()
+"""
+
+DOOR = """
+[openSSH]
+  sequence = 7000,8000,9000
+  seq_timeout = 5
+  tcpflags = syn
+  grant = ssh-only
+"""
 
 
 def parse(line):
@@ -55,10 +96,12 @@ def main():
     ap.add_argument("--seconds", type=float, default=4)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--grants", type=int, default=100000)
+    ap.add_argument("--knocks", type=int, default=200)
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     vl.VERDICTD = os.path.join(build, "daemons", "verdictd", "knockgate-verdictd")
     policyd = os.path.join(build, "daemons", "policyd", "knockgate-policyd")
+    captured = os.path.join(build, "daemons", "captured", "knockgate-captured")
     ctl = os.path.join(build, "daemons", "ctl", "knockgatectl")
     conn_bench = os.path.join(build, "bench", "conn_bench")
     reason = kglab.skip_reason()
@@ -68,12 +111,36 @@ def main():
     results = {}
     with kglab.Lab("full") as lab:
         conf, w = vl.write_conf(lab)
+        with open(conf, "a") as f:
+            f.write(DOOR)
         pol = lab.start("gw", [policyd, "-c", conf], os.path.join(w, "policyd.out"))
         assert pol.wait_for_output(r"ready", 10), pol.output()
         d = vl.start_verdictd(lab, conf, debug=False)
         assert d.wait_for_output(r"grant snapshot at seq", 5), d.output()
         srv = lab.start("ssh", [conn_bench, "server", "22"], lab.path("server.out"))
         assert srv.wait_for_output("listening", 5), srv.output()
+        cap = lab.start("gw", [captured, "-c", conf], os.path.join(w, "captured.out"))
+        assert cap.wait_for_output(r"connected to policyd", 10), cap.output()
+        time.sleep(0.3)
+
+        # Knock, then connect at once.
+        kc = subprocess.Popen(["ip", "netns", "exec", lab.ns("client"), "python3", "-c",
+                               KNOCK_CONNECT, kglab.GW_WAN4, str(a.knocks)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        connect_ms, failed = [], 0
+        for _ in range(a.knocks):
+            lab.run("gw", [ctl, "-c", conf, "revoke", kglab.CLIENT4], check=False)
+            time.sleep(0.02)
+            kc.stdin.write("\n")
+            kc.stdin.flush()
+            word, secs = kc.stdout.readline().split()
+            if word == "ok":
+                connect_ms.append(float(secs) * 1000)
+            else:
+                failed += 1
+        kc.stdin.close()
+        kc.wait()
+        lab.run("gw", [ctl, "-c", conf, "revoke", kglab.CLIENT4], check=False)
 
         def grant(srcs):
             for i in range(0, len(srcs), 3000):
@@ -111,15 +178,22 @@ def main():
         run(str(a.grants))
         d_out = d.output()
         d.stop()
+        cap.stop()
         srv.stop()
         pol.stop()
 
-    print("## verdictd with %d vs 10 active grants\n" % a.grants)
-    print("%s, %d vCPU, kernel %s; `sudo bench/verdictd_grants_bench.py --build %s`; best of %d"
+    print("## verdictd in the appliance: knock then connect; %d vs 10 active grants\n" % a.grants)
+    print("%s, %d vCPU, kernel %s; `sudo bench/verdictd_appliance_bench.py --build %s`; best of %d"
           " rounds x %.0f s\n" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                    os.cpu_count(), platform.release(),
                                    os.path.relpath(build, os.path.join(HERE, "..")), a.rounds,
                                    a.seconds))
+    print("Connect right after the knock (%d knocks, release builds, VerdictHoldMs 25): "
+          "p50 %.2f ms, p99 %.2f ms, max %.2f ms; %d of %d at or above 1 s (SYN retransmit); "
+          "%d failed\n" % (a.knocks, kglab.percentile(connect_ms, 50),
+                                        kglab.percentile(connect_ms, 99), max(connect_ms),
+                                        sum(1 for t in connect_ms if t >= 1000), len(connect_ms),
+                                        failed))
     print("| grants | concurrency | conn/s | p50 µs | p99 µs | failures | verdictd RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     for label in ("10", str(a.grants)):
