@@ -18,7 +18,8 @@
 #   -m MEM       memory in MiB (default 1024)
 #
 # The NICs sit at PCI slots 3 (WAN) and 4 (LAN): the guest names them kg-wan and kg-lan on
-# first boot. KVM is used when /dev/kvm is usable, otherwise TCG (slower, works anywhere).
+# first boot. KVM is used when /dev/kvm is usable and the image boots under it (probed for a
+# few seconds; KG_QEMU_ACCEL=kvm|tcg forces one), otherwise TCG (slower, works anywhere).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -70,8 +71,32 @@ netdev() { # ROLE SPEC -> -netdev argument
 args=(-machine q35,accel=tcg -cpu max -m "$mem" -smp 2 -nodefaults -no-user-config
   -drive "file=$image,if=virtio,format=qcow2${snapshot:+,snapshot=on}"
   -device virtio-rng-pci)
-if [ -w /dev/kvm ]; then
+# KVM only when this image really runs under it: a nested host (a VM exposing /dev/kvm) may
+# refuse an MSR of `-cpu host` (seen: "failed to set MSR 0x10a", then an abort) or fail to
+# emulate the boot loader ("KVM internal error ... emulation failure", the guest paused).
+# So boot the image itself, snapshot, no network, for a few seconds and ask whether it is
+# still running; `host`, then `host` without IA32_ARCH_CAPABILITIES, else TCG.
+# KG_QEMU_ACCEL=kvm or tcg skips the probe.
+kvm_cpu_works() {
+  local status
+  status="$( (sleep 4; echo "info status"; sleep 0.5; echo quit) |
+    timeout 30 qemu-system-x86_64 -machine q35,accel=kvm -cpu "$1" -m "$mem" -nodefaults \
+      -no-user-config -display none -drive "file=$image,if=virtio,format=qcow2,snapshot=on" \
+      -monitor stdio 2>/dev/null)" || true
+  [[ "$status" == *"VM status: running"* ]]
+}
+accel="${KG_QEMU_ACCEL:-auto}"
+if [ "$accel" = kvm ]; then
   args=(-machine q35,accel=kvm -cpu host "${args[@]:4}")
+elif [ "$accel" = auto ] && [ -w /dev/kvm ]; then
+  for cpu in host host,arch-capabilities=off; do
+    if kvm_cpu_works "$cpu"; then
+      args=(-machine q35,accel=kvm -cpu "$cpu" "${args[@]:4}")
+      break
+    fi
+    echo "run-qemu: this image does not run under KVM with -cpu $cpu here" >&2
+  done
+  [ "${args[1]}" = "q35,accel=kvm" ] || echo "run-qemu: using TCG (slower)" >&2
 fi
 # q35 puts its own devices low; pin the NICs to slots 3 and 4 of the root bus.
 args+=(-netdev "$(netdev wan "$wan")" -device "virtio-net-pci,netdev=wan,addr=0x3,mac=52:54:00:4b:47:01")
