@@ -8,6 +8,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/daemon_options.h"
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "config/one_time.h"
@@ -34,46 +35,18 @@ void usage(FILE* out) {
 
 int main(int argc, char** argv) {
   using namespace kg;
-  std::string config_path = kDefaultConfig;
+  DaemonOptions args;
+  if (auto code = parse_daemon_options(argc, argv, "knockgate-captured", kDefaultConfig, usage,
+                                       args, "i:")) {
+    return *code;
+  }
+  const std::string& config_path = args.config_path;
+  const bool check_only = args.check_only;
   std::string interfaces_arg;
-  bool check_only = false;
-  log::Level level = log::Level::info;
-  int opt = 0;
-  while ((opt = getopt(argc, argv, "c:i:ndvDVh")) != -1) {
-    switch (opt) {
-      case 'c':
-        config_path = optarg;
-        break;
-      case 'i':
-        interfaces_arg = optarg;
-        break;
-      case 'n':
-        check_only = true;
-        break;
-      case 'd':
-        break;
-      case 'v':
-        level = log::Level::info;
-        break;
-      case 'D':
-        level = log::Level::debug;
-        break;
-      case 'V':
-        std::printf("knockgate-captured %s\n", KG_SOFTWARE_VERSION);
-        return 0;
-      case 'h':
-        usage(stdout);
-        return 0;
-      default:
-        usage(stderr);
-        return 2;
-    }
+  for (const auto& [letter, value] : args.extra) {
+    if (letter == 'i') interfaces_arg = value;
   }
-  if (optind != argc) {
-    usage(stderr);
-    return 2;
-  }
-  log::init("knockgate-captured", level);
+  log::init("knockgate-captured", args.level());
 
   auto parsed = config::parse_file(config_path);
   // -n also checks the one-time files; a running daemon only needs them readable (an

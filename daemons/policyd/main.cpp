@@ -2,7 +2,6 @@
 // commits them to SQLite and runs the doors' knockd-style commands.
 //
 //   knockgate-policyd [-c FILE] [-n] [-d] [-v|-D]
-#include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
@@ -26,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "common/daemon_options.h"
 #include "common/knocklog.h"
 #include "common/log.h"
 #include "common/privdrop.h"
@@ -47,12 +47,7 @@ using kg::policyd::PolicyCore;
 constexpr const char* kProgram = "knockgate-policyd";
 constexpr const char* kDefaultConfig = "/etc/knockgate/knockgate.conf";
 
-struct Args {
-  std::string config = kDefaultConfig;
-  bool check_only = false;
-  bool verbose = false;
-  bool debug = false;
-};
+using Args = kg::DaemonOptions;
 
 void usage(std::FILE* to) {
   std::fprintf(to,
@@ -66,48 +61,6 @@ void usage(std::FILE* to) {
                "  -h, --help         this text\n"
                "  -V, --version      print the version\n",
                kProgram, kDefaultConfig);
-}
-
-// Returns the exit code to leave with, or nullopt to run.
-std::optional<int> parse_args(int argc, char** argv, Args& args) {
-  static const option long_options[] = {
-      {"config", required_argument, nullptr, 'c'}, {"check", no_argument, nullptr, 'n'},
-      {"daemon", no_argument, nullptr, 'd'},       {"verbose", no_argument, nullptr, 'v'},
-      {"debug", no_argument, nullptr, 'D'},        {"help", no_argument, nullptr, 'h'},
-      {"version", no_argument, nullptr, 'V'},      {nullptr, 0, nullptr, 0}};
-  int c = 0;
-  while ((c = getopt_long(argc, argv, "c:ndvDhV", long_options, nullptr)) != -1) {
-    switch (c) {
-      case 'c':
-        args.config = optarg;
-        break;
-      case 'n':
-        args.check_only = true;
-        break;
-      case 'd':
-        break;
-      case 'v':
-        args.verbose = true;
-        break;
-      case 'D':
-        args.debug = args.verbose = true;
-        break;
-      case 'h':
-        usage(stdout);
-        return 0;
-      case 'V':
-        std::printf("%s %s\n", kProgram, KG_SOFTWARE_VERSION);
-        return 0;
-      default:
-        usage(stderr);
-        return 2;
-    }
-  }
-  if (optind != argc) {
-    usage(stderr);
-    return 2;
-  }
-  return std::nullopt;
 }
 
 kg::ipc::PeerPolicy peer_policy(const kg::config::Options& o) {
@@ -322,8 +275,8 @@ class Daemon {
 
   kg::Result<std::string> reload_config() {
     sd_notify(0, "RELOADING=1");
-    knocklog_->write(kg::knocklog::rereading_config(args_.config));
-    kg::config::ParseResult parsed = kg::config::parse_file(args_.config);
+    knocklog_->write(kg::knocklog::rereading_config(args_.config_path));
+    kg::config::ParseResult parsed = kg::config::parse_file(args_.config_path);
     std::string summary;
     std::string errors;
     if (!parsed.config) {
@@ -344,7 +297,7 @@ class Daemon {
       warn_duplicate_doors(*parsed.config);
       core_->set_doors(kg::policyd::door_actions(*parsed.config));
       core_->set_pending_hold(std::chrono::milliseconds(parsed.config->options.verdict_hold_ms));
-      core_->audit_config_reload(args_.config);
+      core_->audit_config_reload(args_.config_path);
       const kg::config::Options kept = config_.options;
       const size_t grants_before = core_->active_grant_count();
       // Grants of removed profiles are revoked ("profile removed"); changed marks are
@@ -577,19 +530,21 @@ class Daemon {
 
 int main(int argc, char** argv) {
   Args args;
-  if (auto code = parse_args(argc, argv, args)) return *code;
-  kg::log::init(kProgram, args.debug ? kg::log::Level::debug : kg::log::Level::info);
+  if (auto code = kg::parse_daemon_options(argc, argv, kProgram, kDefaultConfig, usage, args)) {
+    return *code;
+  }
+  kg::log::init(kProgram, args.level());
 
   if (args.check_only) {
     std::string out;
     std::string err;
-    const int code = kg::policyd::check_config(args.config, out, err);
+    const int code = kg::policyd::check_config(args.config_path, out, err);
     std::fputs(out.c_str(), stdout);
     std::fputs(err.c_str(), stderr);
     return code;
   }
 
-  kg::config::ParseResult parsed = kg::config::parse_file(args.config);
+  kg::config::ParseResult parsed = kg::config::parse_file(args.config_path);
   if (!parsed.config) {
     for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
     return 1;

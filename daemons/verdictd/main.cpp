@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "common/daemon_options.h"
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "daemon.h"
@@ -31,42 +32,14 @@ void usage(FILE* out) {
 
 int main(int argc, char** argv) {
   using namespace kg;
-  std::string config_path = kDefaultConfig;
-  bool check_only = false;
-  log::Level level = log::Level::info;
-  int opt = 0;
-  while ((opt = getopt(argc, argv, "c:ndvDVh")) != -1) {
-    switch (opt) {
-      case 'c':
-        config_path = optarg;
-        break;
-      case 'n':
-        check_only = true;
-        break;
-      case 'd':
-        break;
-      case 'v':
-        level = log::Level::info;
-        break;
-      case 'D':
-        level = log::Level::debug;
-        break;
-      case 'V':
-        std::printf("knockgate-verdictd %s\n", KG_SOFTWARE_VERSION);
-        return 0;
-      case 'h':
-        usage(stdout);
-        return 0;
-      default:
-        usage(stderr);
-        return 2;
-    }
+  DaemonOptions args;
+  if (auto code =
+          parse_daemon_options(argc, argv, "knockgate-verdictd", kDefaultConfig, usage, args)) {
+    return *code;
   }
-  if (optind != argc) {
-    usage(stderr);
-    return 2;
-  }
-  log::init("knockgate-verdictd", level);
+  const std::string& config_path = args.config_path;
+  const bool check_only = args.check_only;
+  log::init("knockgate-verdictd", args.level());
 
   auto parsed = config::parse_file(config_path);
   if (!parsed.errors.empty()) {

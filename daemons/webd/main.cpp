@@ -2,7 +2,6 @@
 // drops to WebUser, and from then on can do only what policyd lets the webd role do.
 //
 //   knockgate-webd [-c FILE] [-D]
-#include <getopt.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <sodium.h>
@@ -17,6 +16,7 @@
 #include <optional>
 #include <string>
 
+#include "common/daemon_options.h"
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "config/config.h"
@@ -37,8 +37,13 @@ constexpr uint16_t kDefaultPort = 8080;
 
 void usage(std::FILE* to) {
   std::fprintf(to,
-               "usage: %s [-c FILE] [-D]\n"
+               "usage: %s [-c FILE] [-n] [-d] [-v|-D]\n"
                "  -c, --config FILE  config file (default %s)\n"
+               "  -n, --check        check the config and the console files, print the\n"
+               "                     config normalised, exit 0 (valid) or 1 (errors)\n"
+               "  -d, --daemon       accepted for knockd habits; webd stays in the\n"
+               "                     foreground (systemd Type=notify)\n"
+               "  -v, --verbose      accepted; webd logs the same either way\n"
                "  -D, --debug        debug output\n"
                "  -h, --help         this text\n"
                "  -V, --version      print the version\n",
@@ -78,6 +83,23 @@ std::vector<tcp::endpoint> listen_endpoints(const kg::config::Options& o) {
   }
   ::freeifaddrs(list);
   return out;
+}
+
+// -n: the config (FILE:LINE errors), then what webd itself needs from it: the console's
+// files under WebRoot.
+int check(const std::string& config_path) {
+  kg::config::ParseResult parsed = kg::config::parse_file(config_path);
+  if (!parsed.config || !parsed.errors.empty()) {
+    for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
+    return 1;
+  }
+  kg::webd::StaticFiles files;
+  if (auto r = files.load(parsed.config->options.web_root); !r) {
+    std::fprintf(stderr, "%s: %s\n", config_path.c_str(), r.error().message.c_str());
+    return 1;
+  }
+  std::fputs(kg::config::dump(*parsed.config).c_str(), stdout);
+  return 0;
 }
 
 int run(const std::string& config_path) {
@@ -184,38 +206,12 @@ int run(const std::string& config_path) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  static const option long_options[] = {{"config", required_argument, nullptr, 'c'},
-                                        {"debug", no_argument, nullptr, 'D'},
-                                        {"help", no_argument, nullptr, 'h'},
-                                        {"version", no_argument, nullptr, 'V'},
-                                        {nullptr, 0, nullptr, 0}};
-  std::string config = kDefaultConfig;
-  bool debug = false;
-  int c = 0;
-  while ((c = getopt_long(argc, argv, "c:DhV", long_options, nullptr)) != -1) {
-    switch (c) {
-      case 'c':
-        config = optarg;
-        break;
-      case 'D':
-        debug = true;
-        break;
-      case 'h':
-        usage(stdout);
-        return 0;
-      case 'V':
-        std::printf("%s %s\n", kProgram, KG_SOFTWARE_VERSION);
-        return 0;
-      default:
-        usage(stderr);
-        return 2;
-    }
+  kg::DaemonOptions args;
+  if (auto code = kg::parse_daemon_options(argc, argv, kProgram, kDefaultConfig, usage, args)) {
+    return *code;
   }
-  if (optind != argc) {
-    usage(stderr);
-    return 2;
-  }
+  if (args.check_only) return check(args.config_path);
   std::signal(SIGPIPE, SIG_IGN);
-  kg::log::init(kProgram, debug ? kg::log::Level::debug : kg::log::Level::info);
-  return run(config);
+  kg::log::init(kProgram, args.level());
+  return run(args.config_path);
 }

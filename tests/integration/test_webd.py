@@ -5,6 +5,7 @@ serves the control commands (contract C), the grants API end to end."""
 import json
 import os
 import re
+import subprocess
 import time
 import unittest
 
@@ -296,6 +297,27 @@ class WebdTest(unittest.TestCase):
         st = json.loads(body)
         self.assertTrue(st["webd"]["policyd_connected"])
         self.assertGreaterEqual(st["webd"]["sessions"], 1)
+
+    def test_check_flag(self):
+        """-n checks the config and the console files, as every daemon's -n does."""
+        r = subprocess.run([webdlib.WEBD, "-n", "-c", self.app.conf], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("[options]", r.stdout)
+        bad = self.app.conf + ".bad"
+        with open(self.app.conf) as f, open(bad, "w") as g:
+            lines = f.read().splitlines()
+            g.write("\n".join(lines) + "\n  WebListen = not-an-address\n")
+        try:
+            r = subprocess.run([webdlib.WEBD, "--check", "--config", bad], capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("%s:%d:" % (bad, len(lines) + 1), r.stderr)
+        finally:
+            os.unlink(bad)
+        r = subprocess.run([webdlib.WEBD, "-x"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage:", r.stderr)
 
     # ---- privileges
     def test_runs_unprivileged_without_capabilities(self):
