@@ -36,31 +36,6 @@ import kglab  # noqa: E402
 import verdict_lab as vl  # noqa: E402
 
 
-KNOCK_CONNECT = r"""
-import socket, sys, time
-host, n = sys.argv[1], int(sys.argv[2])
-for _ in range(n):
-    if not sys.stdin.readline():
-        break
-    knocks = []
-    for port in (7000, 8000, 9000):
-        k = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        k.setblocking(False)
-        k.connect_ex((host, port))
-        knocks.append(k)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(3)
-    t = time.monotonic()
-    try:
-        s.connect((host, 22))
-        print("ok %.6f" % (time.monotonic() - t), flush=True)
-    except OSError as e:
-        print("fail %.6f" % (time.monotonic() - t), flush=True)
-    s.close()
-    for k in knocks:
-        k.close()
-"""
-
 DOOR = """
 [openSSH]
   sequence = 7000,8000,9000
@@ -125,7 +100,7 @@ def main():
 
         # Knock, then connect at once.
         kc = subprocess.Popen(["ip", "netns", "exec", lab.ns("client"), "python3", "-c",
-                               KNOCK_CONNECT, kglab.GW_WAN4, str(a.knocks)],
+                               vl.KNOCK_CONNECT, kglab.GW_WAN4, str(a.knocks)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         connect_ms, failed = [], 0
         for _ in range(a.knocks):

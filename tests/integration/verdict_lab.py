@@ -195,6 +195,34 @@ def send_udp(lab, host, dst, port, text):
                    dst, str(port), text])
 
 
+# The SYN race (kernel-notes.md): per line on stdin, three knock SYNs (non-blocking
+# connects to 7000, 8000, 9000) and, 0 µs after the last one left, a connect to port 22;
+# prints "ok SECONDS" or "fail SECONDS". Arguments: HOST ROUNDS.
+KNOCK_CONNECT = r"""
+import socket, sys, time
+host, n = sys.argv[1], int(sys.argv[2])
+for _ in range(n):
+    if not sys.stdin.readline():
+        break
+    knocks = []
+    for port in (7000, 8000, 9000):
+        k = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        k.setblocking(False)
+        k.connect_ex((host, port))
+        knocks.append(k)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(3)
+    t = time.monotonic()
+    try:
+        s.connect((host, 22))
+        print("ok %.6f" % (time.monotonic() - t), flush=True)
+    except OSError as e:
+        print("fail %.6f" % (time.monotonic() - t), flush=True)
+    s.close()
+    for k in knocks:
+        k.close()
+"""
+
 def write_conf(lab, hold_ms=25, extra=""):
     w = lab.dir("verdictd%d" % time.monotonic_ns())
     path = os.path.join(w, "knockgate.conf")
