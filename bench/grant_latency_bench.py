@@ -56,42 +56,17 @@ def main():
         knocker = subprocess.Popen(["ip", "netns", "exec", lab.ns("client"), "python3", "-c",
                                     KNOCKER, kglab.GW_WAN4, str(a.knocks)],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        # Raw reads with our own line buffer: a buffered readline() could hold a second
-        # delta (pending, then add/extend arrive together) where select() cannot see it.
-        fd = watch.stdout.fileno()
-        os.set_blocking(fd, False)
-        buf = b""
-
-        def lines(timeout):
-            nonlocal buf
-            r, _, _ = select.select([fd], [], [], timeout)
-            if not r:
-                return []
-            try:
-                buf += os.read(fd, 65536)
-            except BlockingIOError:
-                return []
-            now = time.time_ns()
-            *done, buf = buf.split(b"\n")
-            return [(now, x) for x in done]
-
+        watch_lines = kglab.LineReader(watch.stdout)
         lat, missed = [], 0
         for _ in range(a.knocks):
             sent = int(knocker.stdout.readline())
-            got = None
-            end = time.monotonic() + 2
-            while got is None and time.monotonic() < end:
-                for now, line in lines(0.5):
-                    if b'"add"' in line or b'"extend"' in line:
-                        got = now
-                        break
+            got = watch_lines.first(lambda line: '"add"' in line or '"extend"' in line, 2.0)
             if got is None:
                 missed += 1
             else:
                 lat.append((got - sent) / 1e6)
             time.sleep(0.01)
-            while lines(0):  # nothing of this knock may be taken for the next one's
-                pass
+            watch_lines.drain()  # nothing of this knock may be taken for the next one's
             knocker.stdin.write("\n")
             knocker.stdin.flush()
         knocker.stdin.close()

@@ -22,11 +22,9 @@ Prints Markdown. Traffic stays inside the lab's namespaces.
 import argparse
 import os
 import platform
-import select
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -52,12 +50,7 @@ for p in packets:
 
 
 def make_packets(n, path):
-    home = tempfile.mkdtemp(prefix="kg-spa-bench-")
-    try:
-        rc = os.path.join(home, "fwknoprc")
-        with open(rc, "w") as f:
-            f.write("[default]\n")
-        os.chmod(rc, 0o600)
+    with kglab.fwknop_home() as (home, rc):
         for _ in range(n):
             subprocess.run([shutil.which("fwknop"), "--rc-file", rc, "--no-save-args",
                             "-D", kglab.GW_WAN4, "-A", "tcp/22", "-a", kglab.CLIENT4,
@@ -65,8 +58,6 @@ def make_packets(n, path):
                             "-U", "alice", "-T", "-B", path, "-b"],
                            env={"HOME": home, "PATH": os.environ["PATH"]},
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
     with open(path) as f:
         got = sum(1 for line in f if line.strip())
     if got != n:
@@ -74,27 +65,13 @@ def make_packets(n, path):
     os.chmod(path, 0o644)
 
 
-class Monitor:
-    """`nft monitor new elements` in the gateway; raw reads, our own line buffer."""
+class Monitor(kglab.LineReader):
+    """`nft monitor new elements` in the gateway."""
 
     def __init__(self, lab):
         self.p = subprocess.Popen(["ip", "netns", "exec", lab.ns("gw"), "nft", "monitor", "new",
                                    "elements"], stdout=subprocess.PIPE)
-        self.fd = self.p.stdout.fileno()
-        os.set_blocking(self.fd, False)
-        self.buf = b""
-
-    def lines(self, timeout):
-        r, _, _ = select.select([self.fd], [], [], timeout)
-        if not r:
-            return []
-        try:
-            self.buf += os.read(self.fd, 65536)
-        except BlockingIOError:
-            return []
-        now = time.time_ns()
-        *done, self.buf = self.buf.split(b"\n")
-        return [(now, x.decode(errors="replace")) for x in done]
+        super().__init__(self.p.stdout)
 
     def close(self):
         self.p.terminate()
@@ -113,21 +90,14 @@ def measure(lab, packets_path, n, remove_access):
             sender.stdin.write("\n")
             sender.stdin.flush()
             sent = int(sender.stdout.readline())
-            got = None
-            end = time.monotonic() + 2
-            while got is None and time.monotonic() < end:
-                for now, line in mon.lines(0.5):
-                    if kglab.CLIENT4 in line:
-                        got = now
-                        break
+            got = mon.first(lambda line: kglab.CLIENT4 in line, 2.0)
             if got is None:
                 missed += 1
             else:
                 lat.append((got - sent) / 1e6)
             remove_access()
             time.sleep(0.005)
-            while mon.lines(0):
-                pass
+            mon.drain()
     finally:
         sender.stdin.close()
         sender.wait()

@@ -12,8 +12,10 @@ fires earlier), and a later run sweeps the namespaces of runs whose process is g
 """
 
 import atexit
+import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -362,6 +364,58 @@ def memory_kib(pid):
                 k, v = line.split(":")
                 out[k] = int(v.split()[0])
     return out
+
+
+class LineReader:
+    """Lines from a child's stdout as they arrive, each stamped (time.time_ns()) when read.
+    Raw reads with its own buffer: a buffered readline() can hold a second line where
+    select() no longer sees it."""
+
+    def __init__(self, stream):
+        self.fd = stream.fileno()
+        os.set_blocking(self.fd, False)
+        self.buf = b""
+
+    def lines(self, timeout):
+        """Complete lines read within `timeout` seconds (at most one read)."""
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return []
+        try:
+            self.buf += os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        now = time.time_ns()
+        *done, self.buf = self.buf.split(b"\n")
+        return [(now, x.decode(errors="replace")) for x in done]
+
+    def first(self, match, timeout):
+        """The stamp of the first line for which match(line) is true, or None."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for now, line in self.lines(min(0.5, max(0.0, end - time.monotonic()))):
+                if match(line):
+                    return now
+        return None
+
+    def drain(self):
+        while self.lines(0):
+            pass
+
+
+@contextlib.contextmanager
+def fwknop_home():
+    """A HOME with an empty ~/.fwknoprc (mode 0600, as the fwknop client demands); yields
+    (home, rc_path)."""
+    home = tempfile.mkdtemp(prefix="kg-fwknop-home-")
+    try:
+        rc = os.path.join(home, "fwknoprc")
+        with open(rc, "w") as f:
+            f.write("[default]\n")
+        os.chmod(rc, 0o600)
+        yield home, rc
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 def _kill(pid, sig):
     try:

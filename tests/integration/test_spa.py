@@ -152,13 +152,9 @@ class SpaInteropTest(unittest.TestCase):
         cls.lab.close()
 
     def setUp(self):
-        self.home = tempfile.mkdtemp(prefix="kg-fwknop-home-")
-        with open(os.path.join(self.home, "fwknoprc"), "w") as f:
-            f.write("[default]\n")
-        os.chmod(os.path.join(self.home, "fwknoprc"), 0o600)
+        self.home, _ = self.enterContext(kglab.fwknop_home())
 
     def tearDown(self):
-        shutil.rmtree(self.home, ignore_errors=True)
         bad = []
         for d in list(self.lab.daemons):
             rc = d.stop()

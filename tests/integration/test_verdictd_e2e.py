@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import unittest
 
@@ -168,26 +167,22 @@ class E2E(unittest.TestCase):
         before each SPA packet, open right after it."""
         self.assertTrue(self.captured.wait_for_output(r"SPA door spa-http: listening", 5),
                         self.captured.output()[-2000:])
-        home = tempfile.mkdtemp(prefix="kg-fwknop-home-")
-        try:
-            rc = os.path.join(home, "fwknoprc")
-            with open(rc, "w") as f:
-                f.write("[default]\n")
-            os.chmod(rc, 0o600)
-            variants = [
-                ("udp, base64 keys, HMAC-SHA256, SHA-256 digest (fwknop's defaults)",
-                 ["--key-base64-rijndael", SPA_KEY_B64, "--key-base64-hmac", SPA_HMAC_B64,
-                  "--use-hmac"]),
-                ("udp, legacy mode, no HMAC, MD5 digest",
-                 ["--key-rijndael", "legacy-key", "-M", "legacy", "-m", "md5"]),
-                ("tcp, CTR mode, HMAC-SHA512, SHA-384 digest",
-                 ["--key-rijndael", "ctr-key-42", "--key-hmac", "ctr-hmac-key-4242",
-                  "--hmac-digest-type", "sha512", "-M", "ctr", "-m", "sha384", "-P", "tcp",
-                  "-p", "62202"]),
-                ("http, HMAC-SHA384, SHA-1 digest",
-                 ["--key-rijndael", "http-key", "--key-hmac", "http-hmac",
-                  "--hmac-digest-type", "sha384", "-m", "sha1", "-P", "http", "-p", "62203"]),
-            ]
+        self.addCleanup(self.revoke_all)
+        variants = [
+            ("udp, base64 keys, HMAC-SHA256, SHA-256 digest (fwknop's defaults)",
+             ["--key-base64-rijndael", SPA_KEY_B64, "--key-base64-hmac", SPA_HMAC_B64,
+              "--use-hmac"]),
+            ("udp, legacy mode, no HMAC, MD5 digest",
+             ["--key-rijndael", "legacy-key", "-M", "legacy", "-m", "md5"]),
+            ("tcp, CTR mode, HMAC-SHA512, SHA-384 digest",
+             ["--key-rijndael", "ctr-key-42", "--key-hmac", "ctr-hmac-key-4242",
+              "--hmac-digest-type", "sha512", "-M", "ctr", "-m", "sha384", "-P", "tcp",
+              "-p", "62202"]),
+            ("http, HMAC-SHA384, SHA-1 digest",
+             ["--key-rijndael", "http-key", "--key-hmac", "http-hmac",
+              "--hmac-digest-type", "sha384", "-m", "sha1", "-P", "http", "-p", "62203"]),
+        ]
+        with kglab.fwknop_home() as (home, rc):
             for i, (what, args) in enumerate(variants):
                 self.revoke_all()
                 if i == 0:  # closed before any SPA (ConnectTimeout: 3 s, so only once)
@@ -207,13 +202,10 @@ class E2E(unittest.TestCase):
                     if ok.returncode == 0:
                         break
                     time.sleep(0.2)
-                self.assertEqual(ok.returncode, 0, (what, ok.stderr, self.captured.output()[-2000:],
-                                                    self.policyd.output()[-2000:]))
-            grants = self.ctl("grants", "--all").stdout
-            self.assertIn("spa", grants)
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
-            self.revoke_all()
+                self.assertEqual(ok.returncode, 0,
+                                 (what, ok.stderr, self.captured.output()[-2000:],
+                                  self.policyd.output()[-2000:]))
+        self.assertIn("spa", self.ctl("grants", "--all").stdout)
 
     def test_connect_right_after_knock_never_stalls(self):
         """The SYN race: connect 0 µs after the last knock, 10 times; no 1 s stall."""
