@@ -11,13 +11,14 @@
 #include "common/daemon_options.h"
 #include "common/log.h"
 #include "common/privdrop.h"
+#include "config/config.h"
 #include "config/one_time.h"
 #include "config/values.h"
 #include "daemon.h"
 
 namespace {
 
-constexpr const char* kDefaultConfig = "/etc/knockgate/knockgate.conf";
+constexpr const char* kDefaultConfig = kg::config::kDefaultPath;
 
 void usage(FILE* out) {
   std::fprintf(out,
@@ -40,25 +41,23 @@ int main(int argc, char** argv) {
                                        args, "i:")) {
     return *code;
   }
-  const std::string& config_path = args.config_path;
-  const bool check_only = args.check_only;
   std::string interfaces_arg;
   for (const auto& [letter, value] : args.extra) {
     if (letter == 'i') interfaces_arg = value;
   }
   log::init("knockgate-captured", args.level());
 
-  auto parsed = config::parse_file(config_path);
+  auto parsed = config::parse_file(args.config_path);
   // -n also checks the one-time files; a running daemon only needs them readable (an
   // exhausted file disables its door, as at run time, instead of stopping every door).
-  if (parsed.config && check_only) {
+  if (parsed.config && args.check_only) {
     for (const auto& d : config::check_external_files(*parsed.config)) parsed.errors.push_back(d);
   }
   if (!parsed.errors.empty()) {
     for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
     return 1;
   }
-  if (check_only) {
+  if (args.check_only) {
     std::fputs(config::dump(*parsed.config).c_str(), stdout);
     return 0;
   }

@@ -130,7 +130,7 @@ bool update_file(const std::string& path, const std::string& name, const std::st
 }  // namespace
 
 int run_passwd(const Args& args) {
-  std::string config_path = "/etc/knockgate/knockgate.conf";
+  std::string config_path = config::kDefaultPath;
   std::optional<std::string> file;
   std::optional<std::string> token;
   std::optional<std::string> remove_user;

@@ -18,7 +18,7 @@ namespace kg::ctl {
 namespace {
 
 constexpr size_t kMaxFrame = size_t{16} * 1024 * 1024;  // big grant lists fit one reply
-constexpr const char* kDefaultConfig = "/etc/knockgate/knockgate.conf";
+constexpr const char* kDefaultConfig = kg::config::kDefaultPath;
 constexpr const char* kDefaultSocket = "/run/knockgate/policyd.sock";
 
 std::string socket_path(const GlobalOptions& g) {

@@ -45,7 +45,7 @@ namespace asio = boost::asio;
 using kg::policyd::PolicyCore;
 
 constexpr const char* kProgram = "knockgate-policyd";
-constexpr const char* kDefaultConfig = "/etc/knockgate/knockgate.conf";
+constexpr const char* kDefaultConfig = kg::config::kDefaultPath;
 
 using Args = kg::DaemonOptions;
 

@@ -10,12 +10,13 @@
 #include "common/daemon_options.h"
 #include "common/log.h"
 #include "common/privdrop.h"
+#include "config/config.h"
 #include "daemon.h"
 #include "privileges.h"
 
 namespace {
 
-constexpr const char* kDefaultConfig = "/etc/knockgate/knockgate.conf";
+constexpr const char* kDefaultConfig = kg::config::kDefaultPath;
 
 void usage(FILE* out) {
   std::fprintf(out,
@@ -37,23 +38,21 @@ int main(int argc, char** argv) {
           parse_daemon_options(argc, argv, "knockgate-verdictd", kDefaultConfig, usage, args)) {
     return *code;
   }
-  const std::string& config_path = args.config_path;
-  const bool check_only = args.check_only;
   log::init("knockgate-verdictd", args.level());
 
-  auto parsed = config::parse_file(config_path);
+  auto parsed = config::parse_file(args.config_path);
   if (!parsed.errors.empty()) {
     for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
     return 1;
   }
-  if (check_only) {
+  if (args.check_only) {
     std::fputs(config::dump(*parsed.config).c_str(), stdout);
     return 0;
   }
 
   verdictd::DaemonSetup setup;
   setup.config = std::move(*parsed.config);
-  setup.config_path = config_path;
+  setup.config_path = args.config_path;
   const auto& o = setup.config.options;
 
   // Credentials are looked up before anything is opened: a missing user is a config error.

@@ -32,7 +32,7 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 constexpr const char* kProgram = "knockgate-webd";
-constexpr const char* kDefaultConfig = "/etc/knockgate/knockgate.conf";
+constexpr const char* kDefaultConfig = kg::config::kDefaultPath;
 constexpr uint16_t kDefaultPort = 8080;
 
 void usage(std::FILE* to) {

@@ -16,6 +16,9 @@
 
 namespace kg::config {
 
+// Where every daemon and tool looks without -c.
+inline constexpr const char* kDefaultPath = "/etc/knockgate/knockgate.conf";
+
 // One problem in a config file. str() renders `FILE:LINE: key: message`; the line is left
 // out when it is 0 (the file as a whole) and the key when it is empty.
 struct Diagnostic {

@@ -23,6 +23,7 @@
 #include "policyd/control.h"
 #include "policyd/policy.h"
 #include "policyd/store.h"
+#include "policyd_fixture.h"
 
 using namespace std::chrono_literals;
 using kg::IpAddr;
@@ -102,32 +103,11 @@ GrantProfile profile(const std::string& name, std::chrono::seconds lifetime,
   return p;
 }
 
-class GrantsTest : public ::testing::Test {
+class GrantsTest : public PolicydFixture {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "grants-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    kg::knocklog::Options opt;
-    opt.log_file = dir_ + "/knockd.log";
-    opt.journal = false;
-    auto w = kg::knocklog::Writer::open(opt);
-    ASSERT_TRUE(w) << w.error().message;
-    log_ = std::move(*w);
-    kg::log::set_sink([this](kg::log::Level, const std::string& m) { diagnostics_.push_back(m); });
-    io_ = std::make_unique<boost::asio::io_context>();
-  }
-  void TearDown() override {
-    core_.reset();
-    io_.reset();
-    kg::log::set_sink(nullptr);
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
   void open_core(std::vector<GrantProfile> profiles, std::vector<DoorActions> doors = {}) {
     PolicyCore::Options opt;
-    opt.database_path = dir_ + "/knockgate.db";
+    opt.database_path = db_path_;
     auto core = PolicyCore::open(*io_, *log_, opt, std::move(doors));
     ASSERT_TRUE(core) << core.error().message;
     core_ = std::move(*core);
@@ -171,13 +151,8 @@ class GrantsTest : public ::testing::Test {
     return n;
   }
 
-  std::string dir_;
-  std::unique_ptr<kg::knocklog::Writer> log_;
-  std::unique_ptr<boost::asio::io_context> io_;
-  std::unique_ptr<PolicyCore> core_;
   RecordingInstaller installer_;
   RecordingObserver observer_;
-  std::vector<std::string> diagnostics_;
 };
 
 int64_t secs(int64_t s) {

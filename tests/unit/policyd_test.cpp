@@ -23,6 +23,7 @@
 #include "policyd/policy.h"
 #include "policyd/sqlite.h"
 #include "policyd/store.h"
+#include "policyd_fixture.h"
 
 using namespace std::chrono_literals;
 using kg::policyd::DoorActions;
@@ -73,32 +74,8 @@ int64_t count_rows(kg::sql::Connection& db, const std::string& sql) {
   return stmt->column_int64(0);
 }
 
-class PolicydTest : public ::testing::Test {
+class PolicydTest : public PolicydFixture {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "policyd-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-    db_path_ = dir_ + "/knockgate.db";
-    log_path_ = dir_ + "/knockd.log";
-    kg::knocklog::Options opt;
-    opt.log_file = log_path_;
-    opt.journal = false;
-    auto w = kg::knocklog::Writer::open(opt);
-    ASSERT_TRUE(w) << w.error().message;
-    log_ = std::move(*w);
-    kg::log::set_sink([this](kg::log::Level, const std::string& m) { diagnostics_.push_back(m); });
-    io_ = std::make_unique<boost::asio::io_context>();
-  }
-
-  void TearDown() override {
-    core_.reset();
-    io_.reset();
-    kg::log::set_sink(nullptr);
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
   std::string path(const std::string& name) const { return dir_ + "/" + name; }
 
   void open_core(std::vector<DoorActions> doors, bool start = true) {
@@ -172,12 +149,6 @@ class PolicydTest : public ::testing::Test {
     for (const auto& r : audit()) n += r.kind == kind ? 1u : 0u;
     return n;
   }
-
-  std::string dir_, db_path_, log_path_;
-  std::unique_ptr<kg::knocklog::Writer> log_;
-  std::unique_ptr<boost::asio::io_context> io_;
-  std::unique_ptr<PolicyCore> core_;
-  std::vector<std::string> diagnostics_;
 };
 
 // A door whose start and stop commands append "%IP%" to files in the test directory.
