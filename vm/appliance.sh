@@ -227,6 +227,18 @@ EOF
   fi
   echo "after expiry: refused/timed out"
 
+  _tour_step "The real knockd client knocks the knockd-style door (7001,8001,9001): its start_command runs"
+  local knocker=("$bin/knock/knockgate-knock")
+  command -v knock >/dev/null && knocker=(knock)
+  _app_in "$tag" client "${knocker[@]}" -v 203.0.113.1 7001 8001 9001
+  for i in $(seq 50); do
+    grep -q "open  203.0.113.10" "$KG_LAB_DIR/commands.log" 2>/dev/null && break
+    sleep 0.1
+  done
+  grep "open  203.0.113.10" "$KG_LAB_DIR/commands.log" 2>/dev/null | tail -1 ||
+    { _tour_fail "the knockd-style door's start_command did not run"; return 1; }
+  echo "(its stop_command runs after cmd_timeout = 30 s; both lines: $KG_LAB_DIR/commands.log)"
+
   _tour_step "The audit log"
   "${ctl[@]}" audit --limit 12 || return 1
   echo
