@@ -1,16 +1,39 @@
 #!/usr/bin/env python3
-"""verdictd benchmarks for issue #5, gated vs a static nftables accept, one run, one lab
-(tests/integration/kglab.py), as root:
+"""Every verdictd figure of issue #5 from one run of the whole appliance in one namespace lab
+(tests/integration/kglab.py): policyd with its own ruleset, captured, verdictd. As root:
 
-  conn     new TCP connections per second, LAN host vm → syslog host through the gateway
-           (conn_bench, CONCURRENCY threads connecting and closing), with verdictd
-           deciding every SYN (static egress source of syslog-only) vs the same ruleset with
-           the queue rules left out and forward accepting (same NAT, same conntrack).
-  latency  connect time at concurrency 1: p50/p99 gated minus baseline = the first packet's
-           added latency (queue → verdictd → verdict).
-  bulk     iperf3 single stream over a gated flow vs the baseline.
+  sudo bench/verdictd_bench.py --build build/release [--seconds 4] [--rounds 3]
+                               [--knocks 200] [--grants 100000]
 
-  sudo bench/verdictd_bench.py --build build/release [--seconds 5]
+1. Connections/s, verdictd against a static nftables accept. The path is the one an
+SSH-only grant opens: the outside client (holding a grant made with
+knockgatectl) connects to the gateway's WAN address, port 22; policyd's own ruleset DNATs
+it to conn_bench's server on the LAN's SSH host. Three modes, alternated per round so drift
+hits them alike, nothing else changed between them:
+
+  static    one rule `meta mark set 0x10000000 accept` inserted at the head of policyd's
+            `verdict` chain: the gate's NEW flows are marked and accepted in the kernel
+            (same ruleset, DNAT, conntrack, grant-set check in forward, mark routing)
+  verdictd  that rule removed: every NEW flow goes to NFQUEUE and knockgate-verdictd
+  floor     the same queue served by bench/nfq_floor, a bare consumer (one blocking
+            recvmmsg, ACCEPT + mark for everything, no decoding): the cost of the queue
+            itself, which no verdict daemon can go below
+
+Loads (bench/conn_bench): `threads C` = C threads doing blocking connect + close in a loop
+(each connect waits for its own verdict); `events N` = N non-blocking connects kept in
+flight with epoll, the shape of wrk, h2load and proxies. Also: bulk throughput (iperf3, one
+stream) and the first packet's added latency (threads 1, verdictd minus static).
+
+2. Connect right after a knock (the SYN race of kernel-notes.md): three knock SYNs and,
+0 µs after the last one left, a connect to the WAN address, port 22; captured → policyd →
+grant → verdictd must let that SYN through (held while the grant is on its way,
+VerdictHoldMs = 25, the default) without TCP's 1 s SYN retransmit. The grant is revoked
+between knocks (untimed).
+
+3. The verdict rate with 10 vs GRANTS active grants: the client's grant among grants made
+with `knockgatectl grant-many` (3000 sources per request) spread over 10.0.0.0/8 and sent
+to verdictd's cache through policyd's broadcast, so the cache's tables are far larger than
+the CPU's caches; verdictd's RSS with each.
 
 Prints Markdown for docs/BENCHMARKS.md. Traffic stays inside the lab's namespaces.
 """
@@ -28,102 +51,277 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 import kglab  # noqa: E402
 import verdict_lab as vl  # noqa: E402
 
-PORT = 514  # the syslog-only profile allows tcp/514
+PORT = 22
+LOADS = [("threads", 1), ("threads", 16), ("threads", 64), ("events", 16), ("events", 64)]
+MODES = ("static", "verdictd", "floor")
+STATIC_RULE = "meta mark set 0x%08x accept comment \"bench static\"" % vl.SSH_MARK
+
+
+DOOR = """
+[openSSH]
+  sequence = 7000,8000,9000
+  seq_timeout = 5
+  tcpflags = syn
+  grant = ssh-only
+"""
 
 
 def parse(line):
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
 
 
-def set_mode(lab, gated):
-    lab.run("gw", ["nft", "flush", "ruleset"])
-    vl.install_gate(lab, static_accept=not gated)
+class Appliance:
+    def __init__(self, lab, build):
+        self.lab, self.build = lab, build
+        self.conf, self.w = vl.write_conf(lab)
+        with open(self.conf, "a") as f:
+            f.write(DOOR)
+        self.ctl = os.path.join(build, "daemons", "ctl", "knockgatectl")
+        self.policyd = lab.start("gw", [os.path.join(build, "daemons", "policyd",
+                                                     "knockgate-policyd"), "-c", self.conf],
+                                 os.path.join(self.w, "policyd.out"))
+        assert self.policyd.wait_for_output(r"ready", 10), self.policyd.output()
+        lab.run("gw", [self.ctl, "-c", self.conf, "grant", kglab.CLIENT4, "ssh-only",
+                       "--for", "2h"])
+        self.verdictd = None
+        self.floor = None
+        self.verdictd_out = ""
+        self.start_verdictd()
+        self.captured = lab.start("gw", [os.path.join(build, "daemons", "captured",
+                                                      "knockgate-captured"), "-c", self.conf],
+                                  os.path.join(self.w, "captured.out"))
+        assert self.captured.wait_for_output(r"connected to policyd", 10), self.captured.output()
+
+    def ctl_run(self, *argv, timeout=30):
+        r = self.lab.run("gw", [self.ctl, "-c", self.conf] + list(argv), timeout=timeout,
+                         check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout
+
+    def start_verdictd(self):
+        self.verdictd = vl.start_verdictd(self.lab, self.conf, debug=False)
+        assert self.verdictd.wait_for_output(r"grant snapshot at seq", 5), self.verdictd.output()
+
+    def revoke_client(self):
+        # "no active grant" is fine: the knock may not have made one
+        self.lab.run("gw", [self.ctl, "-c", self.conf, "revoke", kglab.CLIENT4], check=False)
+
+    def static_rule(self, present):
+        r = self.lab.run("gw", ["nft", "-a", "list", "chain", "inet", "knockgate", "verdict"])
+        handles = re.findall(r'"bench static".*# handle (\d+)', r.stdout)
+        if present and not handles:
+            self.lab.run("gw", ["nft", "insert", "rule", "inet", "knockgate", "verdict"] +
+                         STATIC_RULE.split())
+        if not present:
+            for h in handles:
+                self.lab.run("gw", ["nft", "delete", "rule", "inet", "knockgate", "verdict",
+                                    "handle", h])
+
+    def mode(self, mode):
+        self.static_rule(mode == "static")
+        if mode == "floor" and self.floor is None:
+            self.verdictd_out += self.verdictd.output()
+            self.verdictd.stop()
+            self.verdictd = None
+            self.floor = self.lab.start("gw", [os.path.join(self.build, "bench", "nfq_floor"),
+                                               "0", hex(vl.SSH_MARK)],
+                                        self.lab.path("floor-%d.out" % time.monotonic_ns()))
+            assert self.floor.wait_for_output("serving queue", 5), self.floor.output()
+        if mode != "floor" and self.floor is not None:
+            self.floor.stop()
+            self.floor = None
+            self.start_verdictd()
+
+    def stop(self):
+        self.captured.stop()
+        if self.floor:
+            self.floor.stop()
+        if self.verdictd:
+            self.verdictd_out += self.verdictd.output()
+            self.verdictd.stop()
+        self.policyd.stop()
 
 
-def conn(lab, build, seconds, concurrency):
-    r = lab.run("vm", [os.path.join(build, "bench", "conn_bench"), "client", vl.LOG_HOST,
-                       str(PORT), str(seconds), str(concurrency)], timeout=seconds + 60)
-    return parse(r.stdout)
+def sources(n, skip):
+    out = []
+    i = 1
+    while len(out) < n:
+        a = 0x0A000000 + i
+        s = "%d.%d.%d.%d" % (a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255)
+        if s not in skip:
+            out.append(s)
+        i += 1
+    return out
 
 
-def bulk(lab, seconds):
-    r = lab.run("vm", ["iperf3", "-c", vl.LOG_HOST, "-p", str(PORT), "-t", str(seconds), "-J"],
-                timeout=seconds + 60)
-    j = json.loads(r.stdout)
-    return j["end"]["sum_received"]["bits_per_second"] / 1e9
+def knock_then_connect(lab, app, knocks):
+    """Connect times (ms) right after the knock, and how many connects failed."""
+    kc = subprocess.Popen(["ip", "netns", "exec", lab.ns("client"), "python3", "-c",
+                           vl.KNOCK_CONNECT, kglab.GW_WAN4, str(knocks)],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    connect_ms, failed = [], 0
+    for _ in range(knocks):
+        app.revoke_client()
+        time.sleep(0.02)
+        kc.stdin.write("\n")
+        kc.stdin.flush()
+        word, secs = kc.stdout.readline().split()
+        if word == "ok":
+            connect_ms.append(float(secs) * 1000)
+        else:
+            failed += 1
+    kc.stdin.close()
+    kc.wait()
+    return connect_ms, failed
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(kglab.SOURCE_DIR, "build", "release"))
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--seconds", type=float, default=4)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--grants", type=int, default=100000)
+    ap.add_argument("--knocks", type=int, default=200)
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     os.environ["KG_BUILD_DIR"] = build
     vl.VERDICTD = os.path.join(build, "daemons", "verdictd", "knockgate-verdictd")
+    conn_bench = os.path.join(build, "bench", "conn_bench")
     reason = kglab.skip_reason()
     if reason:
         sys.exit("cannot run: " + reason)
     kglab.install_handlers()
-    results = {"gated": {}, "static": {}}
+    results = {m: {} for m in MODES}
+    bulk = {"static": [], "verdictd": []}
+    load_avg = []
+    grant_rows = {}
     with kglab.Lab("full") as lab:
-        conf, _ = vl.write_conf(lab)
-        srv = lab.start("log", [os.path.join(build, "bench", "conn_bench"), "server", str(PORT)],
-                        lab.path("server.out"))
-        assert srv.wait_for_output("listening", 5), srv.output()
-        d = None
-        for rnd in range(args.rounds):
-            for mode in ("static", "gated"):  # alternate: drift hits both alike
-                set_mode(lab, mode == "gated")
-                if mode == "gated" and d is None:
-                    d = vl.start_verdictd(lab, conf, debug=False)
-                for c in (1, 16, 64):
-                    results[mode].setdefault(c, []).append(conn(lab, build, args.seconds, c))
-        # Bulk: iperf3 needs the port; stop the connection server first.
-        srv.stop()
-        ip = lab.start("log", ["iperf3", "-s", "-p", str(PORT)], lab.path("iperf.out"))
-        time.sleep(0.5)
-        for rnd in range(args.rounds):
-            for mode in ("static", "gated"):
-                set_mode(lab, mode == "gated")
-                results[mode].setdefault("bulk", []).append(bulk(lab, args.seconds))
-        ip.stop()
-        d_out = d.output() if d else ""
-        if d:
-            d.stop()
+        app = Appliance(lab, build)
+        try:
+            srv = lab.start("ssh", [conn_bench, "server", str(PORT)], lab.path("server.out"))
+            assert srv.wait_for_output("listening", 5), srv.output()
+            for _ in range(args.rounds):
+                for mode in MODES:
+                    app.mode(mode)
+                    for shape, n in LOADS:
+                        r = lab.run("client", [conn_bench, "client" if shape == "threads"
+                                               else "eclient", kglab.GW_WAN4, str(PORT),
+                                               str(args.seconds), str(n)],
+                                    timeout=args.seconds + 60)
+                        results[mode].setdefault("%s %d" % (shape, n), []).append(parse(r.stdout))
+                load_avg.append(os.getloadavg()[0])
+            srv.stop()
+            ip = lab.start("ssh", ["iperf3", "-s", "-p", str(PORT)], lab.path("iperf.out"))
+            time.sleep(0.5)
+            for _ in range(args.rounds):
+                for mode in bulk:
+                    app.mode(mode)
+                    r = lab.run("client", ["iperf3", "-c", kglab.GW_WAN4, "-p", str(PORT), "-t",
+                                           str(args.seconds), "-J"], timeout=args.seconds + 60)
+                    bulk[mode].append(json.loads(r.stdout)["end"]["sum_received"]
+                                      ["bits_per_second"] / 1e9)
+            ip.stop()
 
-    def best(mode, c, key):
-        vals = [r[key] for r in results[mode][c]]
+            app.mode("verdictd")
+            srv = lab.start("ssh", [conn_bench, "server", str(PORT)], lab.path("server2.out"))
+            assert srv.wait_for_output("listening", 5), srv.output()
+            connect_ms, knock_failed = knock_then_connect(lab, app, args.knocks)
+
+            def grant_run(label):
+                rows = {}
+                for shape, n in (("threads", 1), ("threads", 16), ("events", 64)):
+                    best_r = None
+                    for _ in range(args.rounds):
+                        r = parse(lab.run("client", [conn_bench, "client" if shape == "threads"
+                                                     else "eclient", kglab.GW_WAN4, str(PORT),
+                                                     str(args.seconds), str(n)],
+                                          timeout=args.seconds + 60).stdout)
+                        if best_r is None or r["rate"] > best_r["rate"]:
+                            best_r = r
+                    rows["%s %d" % (shape, n)] = best_r
+                rows["rss_kib"] = kglab.memory_kib(kglab.real_pid(app.verdictd.pid))["VmRSS"]
+                st = app.ctl_run("status", "--json")
+                m = re.search(r'"grants_active"\s*:\s*(\d+)', st)
+                rows["active"] = int(m.group(1)) if m else None
+                grant_rows[label] = rows
+
+            def grant_many(srcs):
+                for i in range(0, len(srcs), 3000):
+                    app.ctl_run("grant-many", "ssh-only", *srcs[i:i + 3000], "--for", "2h",
+                                timeout=300)
+
+            app.revoke_client()
+            grant_many([kglab.CLIENT4] + sources(9, {kglab.CLIENT4}))
+            time.sleep(0.5)
+            grant_run("10")
+            t0 = time.monotonic()
+            grant_many(sources(args.grants - 10 + 9, {kglab.CLIENT4})[9:])
+            grant_many_s = time.monotonic() - t0
+            time.sleep(2.0)  # verdictd applies the deltas
+            grant_run(str(args.grants))
+            srv.stop()
+        finally:
+            app.stop()
+
+    def best(mode, load, key):
+        vals = [r[key] for r in results[mode][load]]
         return max(vals) if key == "rate" else sorted(vals)[len(vals) // 2]
 
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()
-    print("Machine: %s, %d vCPU, kernel %s; %s; %d rounds x %.0f s, modes alternated."
-          % (cpu, os.cpu_count(), platform.release(), time.strftime("%Y-%m-%d"), args.rounds,
-             args.seconds))
+    print("Machine: %s, %d vCPU, kernel %s; %s; %d rounds x %.0f s, modes alternated, best "
+          "rate of the rounds; 1-min load average after each round: %s."
+          % (cpu, os.cpu_count(), platform.release(), time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                    time.gmtime()),
+             args.rounds, args.seconds, ", ".join("%.1f" % v for v in load_avg)))
     print()
-    print("| concurrency | static accept conn/s | verdictd conn/s | ratio | static p50/p99 µs | verdictd p50/p99 µs | failures (gated) |")
-    print("|---|---|---|---|---|---|---|")
-    for c in (1, 16, 64):
-        s_rate, g_rate = best("static", c, "rate"), best("gated", c, "rate")
-        fails = sum(r["failures"] for r in results["gated"][c])
-        print("| %d | %.0f | %.0f | %.0f %% | %.0f / %.0f | %.0f / %.0f | %d |" % (
-            c, s_rate, g_rate, 100 * g_rate / s_rate,
-            best("static", c, "p50_us"), best("static", c, "p99_us"),
-            best("gated", c, "p50_us"), best("gated", c, "p99_us"), fails))
+    print("| load | static conn/s | verdictd conn/s | floor conn/s | verdictd / static "
+          "| floor / static | verdictd / floor | static p50/p99 µs | verdictd p50/p99 µs "
+          "| failures (verdictd) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for shape, n in LOADS:
+        load = "%s %d" % (shape, n)
+        s, v, f = (best(m, load, "rate") for m in MODES)
+        fails = sum(r["failures"] for r in results["verdictd"][load])
+        print("| %s | %.0f | %.0f | %.0f | %.0f %% | %.0f %% | %.0f %% | %.0f / %.0f | %.0f / %.0f "
+              "| %d |" % (load, s, v, f, 100 * v / s, 100 * f / s, 100 * v / f,
+                          best("static", load, "p50_us"), best("static", load, "p99_us"),
+                          best("verdictd", load, "p50_us"), best("verdictd", load, "p99_us"),
+                          fails))
     print()
-    s_b = max(results["static"]["bulk"])
-    g_b = max(results["gated"]["bulk"])
-    print("Bulk (iperf3, one stream, best of %d): static %.2f Gbit/s, verdictd %.2f Gbit/s (%.0f %%)."
-          % (args.rounds, s_b, g_b, 100 * g_b / s_b))
-    add50 = best("gated", 1, "p50_us") - best("static", 1, "p50_us")
-    add99 = best("gated", 1, "p99_us") - best("static", 1, "p99_us")
-    print("First-packet added latency (connect at concurrency 1, gated minus static, medians of rounds): "
+    s_b, g_b = max(bulk["static"]), max(bulk["verdictd"])
+    print("Bulk (iperf3, one stream, best of %d): static %.2f Gbit/s, verdictd %.2f Gbit/s "
+          "(%.0f %%)." % (args.rounds, s_b, g_b, 100 * g_b / s_b))
+    add50 = best("verdictd", "threads 1", "p50_us") - best("static", "threads 1", "p50_us")
+    add99 = best("verdictd", "threads 1", "p99_us") - best("static", "threads 1", "p99_us")
+    print("First packet's added latency (threads 1, verdictd minus static, medians of rounds): "
           "p50 %.0f µs, p99 %.0f µs." % (add50, add99))
-    if "ENOBUFS" in d_out:
+    print()
+    print("Connect right after the knock (%d knocks, VerdictHoldMs 25): p50 %.2f ms, p99 %.2f ms, "
+          "max %.2f ms; %d of %d at or above 1 s (SYN retransmit); %d failed."
+          % (args.knocks, kglab.percentile(connect_ms, 50), kglab.percentile(connect_ms, 99),
+             max(connect_ms), sum(1 for t in connect_ms if t >= 1000), len(connect_ms),
+             knock_failed))
+    print()
+    print("| grants | load | conn/s | p50 µs | p99 µs | failures | verdictd RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    loads = ("threads 1", "threads 16", "events 64")
+    for label in ("10", str(args.grants)):
+        for load in loads:
+            r = grant_rows[label][load]
+            print("| %s | %s | %.0f | %.0f | %.0f | %d | %.1f |" % (
+                label, load, r["rate"], r["p50_us"], r["p99_us"], r["failures"],
+                grant_rows[label]["rss_kib"] / 1024))
+    print()
+    for load in loads:
+        ratio = grant_rows[str(args.grants)][load]["rate"] / grant_rows["10"][load]["rate"]
+        print("%s: %d grants at %.0f %% of the 10-grant rate." % (load, args.grants, 100 * ratio))
+    print("\ngrants active per policyd status: %s; %d grants created in %.1f s"
+          % ({k: grant_rows[k]["active"] for k in grant_rows}, args.grants - 10, grant_many_s))
+    if "ENOBUFS" in app.verdictd_out:
         print("\nverdictd reported socket overflows during the run.")
-    print("\nraw: " + json.dumps(results))
+    print("\nraw: " + json.dumps({"conn": results, "bulk": bulk, "grants": grant_rows,
+                                 "knock_connect_ms": connect_ms}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 // it unbinds the queue). Verdicts are collected and written with one sendmsg per batch.
 #pragma once
 
+#include <sys/socket.h>
+
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -65,8 +68,9 @@ class NfQueue {
   // What the kernel accepted, for the start-up log ("gso, fail-open").
   const std::string& features() const { return features_; }
 
-  // Reads up to `max_reads` datagrams without blocking, calling sink.on_packet for each
-  // packet. Returns how many datagrams were read (0: nothing waiting).
+  // Reads up to `max_reads` datagrams without blocking (recvmmsg, kRxSlots at a time),
+  // calling sink.on_packet for each packet. Returns how many datagrams were read (0:
+  // nothing waiting). Stops once the socket is empty.
   size_t receive(Sink& sink, size_t max_reads);
 
   // Queues a verdict; written by flush() (or when the batch buffer fills).
@@ -86,12 +90,19 @@ class NfQueue {
   void put_verdict(uint32_t packet_id, int verdict, bool set_mark, uint32_t mark);
   void handle_datagram(Sink& sink, const uint8_t* data, size_t len);
 
+  // A packet message is header + attributes + at most copy_range bytes of packet (~300
+  // bytes at the default): 4 KiB slots leave room for copy_range up to ~3.5 KiB.
+  static constexpr size_t kRxSlots = 32;
+  static constexpr size_t kRxSlotBytes = 4096;
+
   QueueOptions options_;
   mnl_socket* socket_ = nullptr;
   uint32_t port_id_ = 0;
   uint32_t seq_ = 0;
   std::string features_;
-  std::vector<uint8_t> rx_;
+  std::vector<uint8_t> rx_;  // kRxSlots slots of kRxSlotBytes; rx_.data() also serves configure()
+  std::array<iovec, kRxSlots> rx_iov_{};
+  std::array<mmsghdr, kRxSlots> rx_msgs_{};
   std::vector<uint8_t> tx_;
   size_t tx_used_ = 0;
   std::vector<uint32_t> early_ids_;  // packets queued while configuring: dropped after
