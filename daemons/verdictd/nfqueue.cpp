@@ -1,14 +1,12 @@
 #include "nfqueue.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_queue.h>
 #include <sys/socket.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -30,8 +28,31 @@ std::string errno_text(const std::string& what) {
 
 }  // namespace
 
-NfQueue::NfQueue(const QueueOptions& options)
-    : options_(options), rx_(kRxSlots * kRxSlotBytes), tx_(kTxBuffer) {
+VerdictBatch::VerdictBatch(uint16_t queue_number)
+    : queue_number_(queue_number), buffer_(kTxBuffer) {}
+
+bool VerdictBatch::full() const {
+  return buffer_.size() - used_ < kMaxVerdictBytes;
+}
+
+void VerdictBatch::put(uint32_t packet_id, int verdict, bool set_mark, uint32_t mark) {
+  nlmsghdr* nlh = nfq_nlmsg_put(reinterpret_cast<char*>(buffer_.data() + used_), NFQNL_MSG_VERDICT,
+                                queue_number_);
+  nfq_nlmsg_verdict_put(nlh, static_cast<int>(packet_id), verdict);
+  if (set_mark) nfq_nlmsg_verdict_put_mark(nlh, mark);
+  used_ += NLMSG_ALIGN(nlh->nlmsg_len);
+  ++count_;
+}
+
+void VerdictBatch::accept(uint32_t packet_id, bool set_mark, uint32_t mark) {
+  put(packet_id, NF_ACCEPT, set_mark, mark);
+}
+
+void VerdictBatch::drop(uint32_t packet_id) {
+  put(packet_id, NF_DROP, false, 0);
+}
+
+NfQueue::NfQueue(const QueueOptions& options) : options_(options), rx_(kRxSlots * kRxSlotBytes) {
   for (size_t i = 0; i < kRxSlots; ++i) {
     rx_iov_[i] = {rx_.data() + i * kRxSlotBytes, kRxSlotBytes};
     rx_msgs_[i] = {};
@@ -48,7 +69,7 @@ int NfQueue::fd() const {
   return mnl_socket_get_fd(socket_);
 }
 
-Result<std::unique_ptr<NfQueue>> NfQueue::open(const QueueOptions& options) {
+Result<std::unique_ptr<NfQueue>> NfQueue::open(const QueueOptions& options, int read_timeout_ms) {
   if (options.copy_range + 512 > kRxSlotBytes) {
     return Error{"queue " + std::to_string(options.number) + ": copy range " +
                  std::to_string(options.copy_range) + " does not fit a receive slot"};
@@ -67,15 +88,19 @@ Result<std::unique_ptr<NfQueue>> NfQueue::open(const QueueOptions& options) {
   if (auto r = q->configure(); !r) {
     return Error{"queue " + std::to_string(options.number) + ": " + r.error().message};
   }
-  const int flags = fcntl(q->fd(), F_GETFL);
-  if (flags < 0 || fcntl(q->fd(), F_SETFL, flags | O_NONBLOCK) != 0) {
-    return Error{errno_text("O_NONBLOCK")};
+  const timeval timeout{read_timeout_ms / 1000, (read_timeout_ms % 1000) * 1000};
+  if (setsockopt(q->fd(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout) != 0) {
+    return Error{errno_text("SO_RCVTIMEO")};
   }
   // Packets that arrived while we configured cannot be judged yet: drop (the client's
   // retransmit comes back to a ready daemon).
-  for (const uint32_t id : q->early_ids_) q->drop(id);
+  VerdictBatch early(options.number);
+  for (const uint32_t id : q->early_ids_) {
+    if (early.full()) q->send(early);
+    early.drop(id);
+  }
   q->early_ids_.clear();
-  q->flush();
+  q->send(early);
   return q;
 }
 
@@ -89,7 +114,7 @@ Result<Ok> NfQueue::transact(nlmsghdr* request, const char* what) {
     const ssize_t n = mnl_socket_recvfrom(socket_, rx_.data(), rx_.size());
     if (n < 0) {
       if (errno == ENOBUFS) {
-        ++stats_.enobufs;
+        stats_.enobufs.fetch_add(1, std::memory_order_relaxed);
         continue;
       }
       return Error{errno_text(std::string(what) + ": receive")};
@@ -150,37 +175,36 @@ Result<Ok> NfQueue::configure() {
   return Ok{};
 }
 
-size_t NfQueue::receive(Sink& sink, size_t max_reads) {
+size_t NfQueue::read() {
   // One recvmmsg takes every waiting datagram (up to kRxSlots): one system call per
-  // wake-up instead of one per packet plus the one that finds the socket empty.
-  size_t reads = 0;
-  while (reads < max_reads) {
-    const auto want = static_cast<unsigned>(std::min(kRxSlots, max_reads - reads));
-    for (size_t i = 0; i < want; ++i) rx_msgs_[i].msg_hdr.msg_flags = 0;
-    const int n = recvmmsg(fd(), rx_msgs_.data(), want, MSG_DONTWAIT, nullptr);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ENOBUFS) {  // overflow: counted, the socket goes on working
-        ++stats_.enobufs;
-        continue;
-      }
-      if (errno != EAGAIN && errno != EWOULDBLOCK) ++stats_.receive_errors;
-      break;
+  // wake-up instead of one per packet. MSG_WAITFORONE: block (up to SO_RCVTIMEO) for the
+  // first, then take only what is already there.
+  read_count_ = 0;
+  for (auto& m : rx_msgs_) m.msg_hdr.msg_flags = 0;
+  const int n = recvmmsg(fd(), rx_msgs_.data(), kRxSlots, MSG_WAITFORONE, nullptr);
+  if (n < 0) {
+    if (errno == ENOBUFS) {
+      // overflow: counted, the socket goes on working
+      stats_.enobufs.fetch_add(1, std::memory_order_relaxed);
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      stats_.receive_errors.fetch_add(1, std::memory_order_relaxed);
     }
-    const auto got = static_cast<size_t>(n);
-    for (size_t i = 0; i < got; ++i) {
-      if ((rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
-        ++stats_.receive_errors;  // cannot happen with our copy range; never parse a cut message
-        continue;
-      }
-      handle_datagram(sink, rx_.data() + i * kRxSlotBytes, rx_msgs_[i].msg_len);
-    }
-    reads += got;
-    // Fewer than asked: recvmmsg met an empty socket, so the next datagram raises a new
-    // edge for the event loop.
-    if (got < want) break;
+    return 0;
   }
-  return reads;
+  read_count_ = static_cast<size_t>(n);
+  return read_count_;
+}
+
+void NfQueue::dispatch(Sink& sink) {
+  for (size_t i = 0; i < read_count_; ++i) {
+    if ((rx_msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+      // cannot happen with our copy range; a cut message is never parsed
+      stats_.receive_errors.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    handle_datagram(sink, rx_.data() + i * kRxSlotBytes, rx_msgs_[i].msg_len);
+  }
+  read_count_ = 0;
 }
 
 void NfQueue::handle_datagram(Sink& sink, const uint8_t* data, size_t len) {
@@ -190,7 +214,7 @@ void NfQueue::handle_datagram(Sink& sink, const uint8_t* data, size_t len) {
     if (nlh->nlmsg_type == NLMSG_ERROR) {
       const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
       if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr)) && err->error != 0) {
-        ++stats_.kernel_errors;
+        stats_.kernel_errors.fetch_add(1, std::memory_order_relaxed);
       }
       continue;
     }
@@ -198,7 +222,7 @@ void NfQueue::handle_datagram(Sink& sink, const uint8_t* data, size_t len) {
     nlattr* attr[NFQA_MAX + 1] = {};
     if (nfq_nlmsg_parse(nlh, attr) < 0 || attr[NFQA_PACKET_HDR] == nullptr ||
         mnl_attr_get_payload_len(attr[NFQA_PACKET_HDR]) < sizeof(nfqnl_msg_packet_hdr)) {
-      ++stats_.receive_errors;
+      stats_.receive_errors.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     QueuedPacket p;
@@ -216,47 +240,25 @@ void NfQueue::handle_datagram(Sink& sink, const uint8_t* data, size_t len) {
     if (attr[NFQA_CAP_LEN] != nullptr && mnl_attr_get_payload_len(attr[NFQA_CAP_LEN]) >= 4) {
       p.original_length = ntohl(mnl_attr_get_u32(attr[NFQA_CAP_LEN]));
     }
-    ++stats_.packets;
+    stats_.packets.fetch_add(1, std::memory_order_relaxed);
     sink.on_packet(*this, p);
   }
 }
 
-void NfQueue::put_verdict(uint32_t packet_id, int verdict, bool set_mark, uint32_t mark) {
-  if (tx_.size() - tx_used_ < kMaxVerdictBytes) flush();
-  nlmsghdr* nlh = nfq_nlmsg_put(reinterpret_cast<char*>(tx_.data() + tx_used_), NFQNL_MSG_VERDICT,
-                                options_.number);
-  nfq_nlmsg_verdict_put(nlh, static_cast<int>(packet_id), verdict);
-  if (set_mark) nfq_nlmsg_verdict_put_mark(nlh, mark);
-  tx_used_ += NLMSG_ALIGN(nlh->nlmsg_len);
-}
-
-void NfQueue::accept(uint32_t packet_id, bool set_mark, uint32_t mark) {
-  put_verdict(packet_id, NF_ACCEPT, set_mark, mark);
-}
-
-void NfQueue::drop(uint32_t packet_id) {
-  put_verdict(packet_id, NF_DROP, false, 0);
-}
-
-void NfQueue::flush() {
-  if (tx_used_ == 0) return;
-  size_t count = 0;
-  {
-    auto* nlh = reinterpret_cast<const nlmsghdr*>(tx_.data());
-    int left = static_cast<int>(tx_used_);
-    for (; mnl_nlmsg_ok(nlh, left); nlh = mnl_nlmsg_next(nlh, &left)) ++count;
-  }
+void NfQueue::send(VerdictBatch& batch) {
+  if (batch.used_ == 0) return;
   for (;;) {
-    const ssize_t n = send(fd(), tx_.data(), tx_used_, MSG_DONTWAIT);
+    const ssize_t n = ::send(fd(), batch.buffer_.data(), batch.used_, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      ++stats_.send_errors;
+      stats_.send_errors.fetch_add(1, std::memory_order_relaxed);
     } else {
-      stats_.verdicts += count;
+      stats_.verdicts.fetch_add(batch.count_, std::memory_order_relaxed);
     }
     break;
   }
-  tx_used_ = 0;
+  batch.used_ = 0;
+  batch.count_ = 0;
 }
 
 }  // namespace kg::verdictd

@@ -193,6 +193,20 @@ class VerdictdTest(unittest.TestCase):
         self.assertEqual(len({r[1] for r in rows}), 3, rows)  # three sockets (port ids)
         self.assertTrue(all(r[3] == "2" and r[4] == "192" for r in rows), rows)  # COPY_PACKET
         self.assertTrue(vl.probe(self.lab, "vm", vl.LOG_HOST, 514)[0][0])
+        # One reader thread per queue, each on the CPUs whose packets CPU fanout puts on its
+        # queue (cpu % 3 == k); a queue no allowed CPU maps to keeps every CPU.
+        allowed = sorted(os.sched_getaffinity(0))
+        pid = kglab.real_pid(self.d.pid)
+        readers = {}
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            if comm.startswith("queue-"):
+                readers[int(comm[6:])] = sorted(os.sched_getaffinity(int(tid)))
+        self.assertEqual(sorted(readers), [0, 1, 2], readers)
+        for k in (0, 1, 2):
+            want = [c for c in allowed if c % 3 == k] or allowed
+            self.assertEqual(readers[k], want, readers)
 
     def test_bad_config_is_reported(self):
         bad = self.lab.path("bad.conf")
