@@ -3,13 +3,17 @@
 (tests/integration/kglab.py): policyd with its own ruleset, captured, verdictd. As root:
 
   sudo bench/verdictd_bench.py --build build/release [--seconds 4] [--rounds 3]
-                               [--knocks 200] [--grants 100000]
+                               [--knocks 200] [--grants 100000] [--queues N]
+
+--queues: VerdictQueue = 0-(N-1), CPU fanout, one pinned reader per queue (default: one
+queue per CPU, the deployment docs/verdictd.md recommends; --queues 1 for a single queue).
 
 1. Connections/s, verdictd against a static nftables accept. The path is the one an
 SSH-only grant opens: the outside client (holding a grant made with
 knockgatectl) connects to the gateway's WAN address, port 22; policyd's own ruleset DNATs
-it to conn_bench's server on the LAN's SSH host. Three modes, alternated per round so drift
-hits them alike, nothing else changed between them:
+it to conn_bench's server on the LAN's SSH host. Three modes, alternated per round (in a
+rotating order) so drift hits them alike, nothing else changed between them, conntrack
+flushed before each measurement:
 
   static    one rule `meta mark set 0x10000000 accept` inserted at the head of policyd's
             `verdict` chain: the gate's NEW flows are marked and accepted in the kernel
@@ -71,11 +75,15 @@ def parse(line):
 
 
 class Appliance:
-    def __init__(self, lab, build):
-        self.lab, self.build = lab, build
+    def __init__(self, lab, build, queues):
+        self.lab, self.build, self.queues = lab, build, queues
         self.conf, self.w = vl.write_conf(lab)
-        with open(self.conf, "a") as f:
-            f.write(DOOR)
+        with open(self.conf) as f:
+            text = f.read()
+        if queues > 1:
+            text = text.replace("VerdictQueue = 0", "VerdictQueue = 0-%d" % (queues - 1))
+        with open(self.conf, "w") as f:
+            f.write(text + DOOR)
         self.ctl = os.path.join(build, "daemons", "ctl", "knockgatectl")
         self.policyd = lab.start("gw", [os.path.join(build, "daemons", "policyd",
                                                      "knockgate-policyd"), "-c", self.conf],
@@ -124,7 +132,7 @@ class Appliance:
             self.verdictd.stop()
             self.verdictd = None
             self.floor = self.lab.start("gw", [os.path.join(self.build, "bench", "nfq_floor"),
-                                               "0", hex(vl.SSH_MARK)],
+                                               "0", str(self.queues), hex(vl.SSH_MARK)],
                                         self.lab.path("floor-%d.out" % time.monotonic_ns()))
             assert self.floor.wait_for_output("serving queue", 5), self.floor.output()
         if mode != "floor" and self.floor is not None:
@@ -152,6 +160,19 @@ def sources(n, skip):
             out.append(s)
         i += 1
     return out
+
+
+def settle(daemons, quiet_ms=20, timeout=60):
+    """Waits until none of the daemons used more than quiet_ms of CPU in the last second."""
+    pids = [kglab.real_pid(d.pid) for d in daemons]
+    end = time.monotonic() + timeout
+    before = [kglab.cpu_seconds(p) for p in pids]
+    while time.monotonic() < end:
+        time.sleep(1.0)
+        now = [kglab.cpu_seconds(p) for p in pids]
+        if all(b - a < quiet_ms / 1000 for a, b in zip(before, now)):
+            return
+        before = now
 
 
 def knock_then_connect(lab, app, knocks):
@@ -182,6 +203,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--grants", type=int, default=100000)
     ap.add_argument("--knocks", type=int, default=200)
+    ap.add_argument("--queues", type=int, default=os.cpu_count())
     args = ap.parse_args()
     build = os.path.abspath(args.build)
     os.environ["KG_BUILD_DIR"] = build
@@ -196,14 +218,20 @@ def main():
     load_avg = []
     grant_rows = {}
     with kglab.Lab("full") as lab:
-        app = Appliance(lab, build)
+        app = Appliance(lab, build, args.queues)
         try:
             srv = lab.start("ssh", [conn_bench, "server", str(PORT)], lab.path("server.out"))
             assert srv.wait_for_output("listening", 5), srv.output()
-            for _ in range(args.rounds):
-                for mode in MODES:
-                    app.mode(mode)
-                    for shape, n in LOADS:
+            # Paired: each load is measured in all three modes back to back (in a rotating
+            # order), so the machine's drift between measurements of one pair is small.
+            for rnd in range(args.rounds):
+                for li, (shape, n) in enumerate(LOADS):
+                    k = (rnd + li) % len(MODES)
+                    for mode in MODES[k:] + MODES[:k]:
+                        app.mode(mode)
+                        # Every measurement starts from an empty conntrack table (the
+                        # previous one leaves ~100 000 entries in CLOSE).
+                        lab.run("gw", ["conntrack", "-F"], check=False)
                         r = lab.run("client", [conn_bench, "client" if shape == "threads"
                                                else "eclient", kglab.GW_WAN4, str(PORT),
                                                str(args.seconds), str(n)],
@@ -217,7 +245,7 @@ def main():
                 for mode in bulk:
                     app.mode(mode)
                     r = lab.run("client", ["iperf3", "-c", kglab.GW_WAN4, "-p", str(PORT), "-t",
-                                           str(args.seconds), "-J"], timeout=args.seconds + 60)
+                                           str(max(1, round(args.seconds))), "-J"], timeout=args.seconds + 60)
                     bulk[mode].append(json.loads(r.stdout)["end"]["sum_received"]
                                       ["bits_per_second"] / 1e9)
             ip.stop()
@@ -230,15 +258,16 @@ def main():
             def grant_run(label):
                 rows = {}
                 for shape, n in (("threads", 1), ("threads", 16), ("events", 64)):
-                    best_r = None
+                    runs = []
                     for _ in range(args.rounds):
-                        r = parse(lab.run("client", [conn_bench, "client" if shape == "threads"
-                                                     else "eclient", kglab.GW_WAN4, str(PORT),
-                                                     str(args.seconds), str(n)],
-                                          timeout=args.seconds + 60).stdout)
-                        if best_r is None or r["rate"] > best_r["rate"]:
-                            best_r = r
-                    rows["%s %d" % (shape, n)] = best_r
+                        lab.run("gw", ["conntrack", "-F"], check=False)
+                        runs.append(parse(lab.run("client", [conn_bench, "client"
+                                                             if shape == "threads" else "eclient",
+                                                             kglab.GW_WAN4, str(PORT),
+                                                             str(args.seconds), str(n)],
+                                                  timeout=args.seconds + 60).stdout))
+                    runs.sort(key=lambda r: r["rate"])
+                    rows["%s %d" % (shape, n)] = runs[len(runs) // 2]
                 rows["rss_kib"] = kglab.memory_kib(kglab.real_pid(app.verdictd.pid))["VmRSS"]
                 st = app.ctl_run("status", "--json")
                 m = re.search(r'"grants_active"\s*:\s*(\d+)', st)
@@ -257,37 +286,50 @@ def main():
             t0 = time.monotonic()
             grant_many(sources(args.grants - 10 + 9, {kglab.CLIENT4})[9:])
             grant_many_s = time.monotonic() - t0
-            time.sleep(2.0)  # verdictd applies the deltas
+            settle([app.policyd, app.verdictd])  # policyd commits, verdictd applies the deltas
             grant_run(str(args.grants))
             srv.stop()
         finally:
             app.stop()
 
+    def median(vals):
+        vals = sorted(vals)
+        return vals[len(vals) // 2] if len(vals) % 2 else (vals[len(vals) // 2 - 1] +
+                                                           vals[len(vals) // 2]) / 2
+
     def best(mode, load, key):
-        vals = [r[key] for r in results[mode][load]]
-        return max(vals) if key == "rate" else sorted(vals)[len(vals) // 2]
+        return median([r[key] for r in results[mode][load]])
+
+    def ratio(a, b, load):
+        # the median over rounds of the paired ratio a/b
+        return median([x["rate"] / y["rate"] for x, y in zip(results[a][load], results[b][load])])
 
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                          capture_output=True, text=True).stdout.strip()
-    print("Machine: %s, %d vCPU, kernel %s; %s; %d rounds x %.0f s, modes alternated, best "
-          "rate of the rounds; 1-min load average after each round: %s."
+    print("Machine: %s, %d vCPU, kernel %s; %s; %d queue(s); %d rounds x %.0f s, modes "
+          "paired per load, medians of the rounds; 1-min load average after each round: %s."
           % (cpu, os.cpu_count(), platform.release(), time.strftime("%Y-%m-%d %H:%M UTC",
                                                                     time.gmtime()),
-             args.rounds, args.seconds, ", ".join("%.1f" % v for v in load_avg)))
+             args.queues, args.rounds, args.seconds, ", ".join("%.1f" % v for v in load_avg)))
     print()
     print("| load | static conn/s | verdictd conn/s | floor conn/s | verdictd / static "
-          "| floor / static | verdictd / floor | static p50/p99 µs | verdictd p50/p99 µs "
+          "| floor / static | verdictd / floor | min–max verdictd / static | static p50/p99 µs "
+          "| verdictd p50/p99 µs "
           "| failures (verdictd) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for shape, n in LOADS:
         load = "%s %d" % (shape, n)
         s, v, f = (best(m, load, "rate") for m in MODES)
         fails = sum(r["failures"] for r in results["verdictd"][load])
-        print("| %s | %.0f | %.0f | %.0f | %.0f %% | %.0f %% | %.0f %% | %.0f / %.0f | %.0f / %.0f "
-              "| %d |" % (load, s, v, f, 100 * v / s, 100 * f / s, 100 * v / f,
-                          best("static", load, "p50_us"), best("static", load, "p99_us"),
-                          best("verdictd", load, "p50_us"), best("verdictd", load, "p99_us"),
-                          fails))
+        pairs = [x["rate"] / y["rate"] for x, y in zip(results["verdictd"][load],
+                                                       results["static"][load])]
+        print("| %s | %.0f | %.0f | %.0f | %.0f %% | %.0f %% | %.0f %% | %.0f–%.0f %% "
+              "| %.0f / %.0f | %.0f / %.0f | %d |" % (
+                  load, s, v, f, 100 * ratio("verdictd", "static", load),
+                  100 * ratio("floor", "static", load), 100 * ratio("verdictd", "floor", load),
+                  100 * min(pairs), 100 * max(pairs),
+                  best("static", load, "p50_us"), best("static", load, "p99_us"),
+                  best("verdictd", load, "p50_us"), best("verdictd", load, "p99_us"), fails))
     print()
     s_b, g_b = max(bulk["static"]), max(bulk["verdictd"])
     print("Bulk (iperf3, one stream, best of %d): static %.2f Gbit/s, verdictd %.2f Gbit/s "
