@@ -6,7 +6,7 @@
                                [--knocks 200] [--grants 100000] [--queues N]
 
 --queues: VerdictQueue = 0-(N-1), CPU fanout, one pinned reader per queue (default: one
-queue per CPU, the deployment docs/verdictd.md recommends; --queues 1 for a single queue).
+queue per CPU; --queues 1 for a single queue).
 
 1. Connections/s, verdictd against a static nftables accept. The path is the one an
 SSH-only grant opens: the outside client (holding a grant made with
