@@ -62,21 +62,39 @@ int server(uint16_t port) {
 
 int report(std::vector<double>& all_us, uint64_t failures, double seconds);
 
-int client(const char* addr, uint16_t port, double seconds, int concurrency) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  if (inet_pton(AF_INET, addr, &a.sin_addr) != 1) return 2;
+// What the load threads of both clients share: the stop flag, the failure count and the
+// connect times each thread hands in when it ends.
+struct Run {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> failures{0};
   std::mutex mu;
   std::vector<double> all_us;
   std::vector<std::thread> threads;
+
+  void hand_in(const std::vector<double>& us) {
+    std::lock_guard<std::mutex> lock(mu);
+    all_us.insert(all_us.end(), us.begin(), us.end());
+  }
+  // Lets the threads run for `seconds`, stops them and prints the line.
+  int finish(double seconds) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    stop = true;
+    for (auto& t : threads) t.join();
+    return report(all_us, failures.load(), seconds);
+  }
+};
+
+int client(const char* addr, uint16_t port, double seconds, int concurrency) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  if (inet_pton(AF_INET, addr, &a.sin_addr) != 1) return 2;
+  Run run;
   for (int t = 0; t < concurrency; ++t) {
-    threads.emplace_back([&] {
+    run.threads.emplace_back([&] {
       std::vector<double> us;
       us.reserve(1 << 16);
-      while (!stop.load(std::memory_order_relaxed)) {
+      while (!run.stop.load(std::memory_order_relaxed)) {
         const int fd = socket(AF_INET, SOCK_STREAM, 0);
         // RST on close: no TIME_WAIT pile-up on the client's ports.
         linger lg{1, 0};
@@ -87,18 +105,14 @@ int client(const char* addr, uint16_t port, double seconds, int concurrency) {
         if (rc == 0) {
           us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
         } else {
-          failures.fetch_add(1);
+          run.failures.fetch_add(1);
         }
         close(fd);
       }
-      std::lock_guard<std::mutex> lock(mu);
-      all_us.insert(all_us.end(), us.begin(), us.end());
+      run.hand_in(us);
     });
   }
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
-  for (auto& t : threads) t.join();
-  return report(all_us, failures.load(), seconds);
+  return run.finish(seconds);
 }
 
 // Event-driven client: each thread keeps `inflight` non-blocking connects outstanding.
@@ -108,14 +122,10 @@ int eclient(const char* addr, uint16_t port, double seconds, int inflight) {
   a.sin_port = htons(port);
   if (inet_pton(AF_INET, addr, &a.sin_addr) != 1) return 2;
   const int nthreads = std::max(1, std::min(inflight, 2));
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> failures{0};
-  std::mutex mu;
-  std::vector<double> all_us;
-  std::vector<std::thread> threads;
+  Run run;
   for (int t = 0; t < nthreads; ++t) {
     const int share = inflight / nthreads + (t < inflight % nthreads ? 1 : 0);
-    threads.emplace_back([&, share] {
+    run.threads.emplace_back([&, share] {
       std::vector<double> us;
       us.reserve(1 << 18);
       const int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -124,7 +134,7 @@ int eclient(const char* addr, uint16_t port, double seconds, int inflight) {
         const int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
         if (fd < 0 || fd >= static_cast<int>(started.size())) {
           if (fd >= 0) close(fd);
-          failures.fetch_add(1);
+          run.failures.fetch_add(1);
           return;
         }
         linger lg{1, 0};
@@ -132,7 +142,7 @@ int eclient(const char* addr, uint16_t port, double seconds, int inflight) {
         started[static_cast<size_t>(fd)] = Clock::now();
         const int rc = connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a);
         if (rc != 0 && errno != EINPROGRESS) {
-          failures.fetch_add(1);
+          run.failures.fetch_add(1);
           close(fd);
           return;
         }
@@ -143,7 +153,7 @@ int eclient(const char* addr, uint16_t port, double seconds, int inflight) {
       };
       for (int i = 0; i < share; ++i) open_one();
       epoll_event evs[256];
-      while (!stop.load(std::memory_order_relaxed)) {
+      while (!run.stop.load(std::memory_order_relaxed)) {
         const int n = epoll_wait(ep, evs, 256, 100);
         const auto now = Clock::now();
         for (int i = 0; i < n; ++i) {
@@ -156,21 +166,17 @@ int eclient(const char* addr, uint16_t port, double seconds, int inflight) {
                 std::chrono::duration<double, std::micro>(now - started[static_cast<size_t>(fd)])
                     .count());
           } else {
-            failures.fetch_add(1);
+            run.failures.fetch_add(1);
           }
           close(fd);  // also removes it from the epoll set
           open_one();
         }
       }
       close(ep);
-      std::lock_guard<std::mutex> lock(mu);
-      all_us.insert(all_us.end(), us.begin(), us.end());
+      run.hand_in(us);
     });
   }
-  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
-  stop = true;
-  for (auto& t : threads) t.join();
-  return report(all_us, failures.load(), seconds);
+  return run.finish(seconds);
 }
 
 int report(std::vector<double>& all_us, uint64_t failures, double seconds) {
