@@ -61,15 +61,6 @@ MODES = ("static", "verdictd", "floor")
 STATIC_RULE = "meta mark set 0x%08x accept comment \"bench static\"" % vl.SSH_MARK
 
 
-DOOR = """
-[openSSH]
-  sequence = 7000,8000,9000
-  seq_timeout = 5
-  tcpflags = syn
-  grant = ssh-only
-"""
-
-
 def parse(line):
     return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
 
@@ -83,7 +74,7 @@ class Appliance:
         if queues > 1:
             text = text.replace("VerdictQueue = 0", "VerdictQueue = 0-%d" % (queues - 1))
         with open(self.conf, "w") as f:
-            f.write(text + DOOR)
+            f.write(text + vl.SSH_DOOR)
         self.ctl = os.path.join(build, "daemons", "ctl", "knockgatectl")
         self.policyd = lab.start("gw", [os.path.join(build, "daemons", "policyd",
                                                      "knockgate-policyd"), "-c", self.conf],

@@ -24,13 +24,7 @@ SPA_KEY_B64 = "pwczPhemmcJqsBpRrPjZWsiXfxFUY4GXO0Z8D/QEV/A="
 SPA_HMAC_B64 = ("QgPNwQ5XkZ5T7hfJx2Hl2NMODfopUJE9W/1n9VEfMS2v4xAdBxZq1rk2dXibwbkspTWfHlOxwEhhI0T6mz94"
                 "Mw==")
 
-DOORS = """
-[openSSH]
-  sequence = 7000,8000,9000
-  seq_timeout = 5
-  tcpflags = syn
-  grant = ssh-only
-
+DOORS = vl.SSH_DOOR + """
 # fwknopd access.conf stanzas: fwknop --key-gen keys with HMAC-SHA256; plain keys with
 # HMAC-SHA512 in CTR mode; a legacy (pre-2.5, no HMAC) client.
 [spa spa-udp]

@@ -47,6 +47,16 @@ CONF = """[options]
   lifetime = 1h
 """
 
+# The knockd-style door the end-to-end tests and the benchmark knock: three SYNs, then the
+# ssh-only grant.
+SSH_DOOR = """
+[openSSH]
+  sequence = 7000,8000,9000
+  seq_timeout = 5
+  tcpflags = syn
+  grant = ssh-only
+"""
+
 # The data path of api.md contract B, reduced to what these tests need. This kernel has no
 # nft `queue` statement, so the queue rule is xt NFQUEUE through iptables-nft, in mangle
 # FORWARD (after DNAT: verdictd sees the LAN target). No --queue-bypass: fail-closed.
