@@ -39,7 +39,7 @@ def main():
         os.chmod(d, 0o755)
         conf = os.path.join(d, "k.conf")
         with open(conf, "w") as f:
-            f.write("[options]\n  Interface = kg-wan\n  Database = %s/kg.db\n  RuntimeDir = %s\n"
+            f.write("[options]\n  Interface = kg-wan\n  WanInterface = kg-wan\n  Database = %s/kg.db\n  RuntimeDir = %s\n"
                     "  CaptureUser = nobody\n  VerdictUser = nobody\n"
                     "[profile ssh-only]\n  direction = inbound\n"
                     "  expose = tcp/22 -> 192.168.50.10:22\n  fwmark = 0x10000000/0xff000000\n"

@@ -113,7 +113,7 @@ def run_knockgate(lab, build, n):
     conf = os.path.join(d, "k.conf")
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write("[options]\n  Interface = kg-wan\n  Database = %s/kg.db\n  RuntimeDir = %s\n"
+        f.write("[options]\n  Interface = kg-wan\n  WanInterface = kg-wan\n  Database = %s/kg.db\n  RuntimeDir = %s\n"
                 "  CaptureUser = nobody\n"
                 "[profile ssh-only]\n  direction = inbound\n"
                 "  expose = tcp/22 -> 192.168.50.10:22\n  fwmark = 0x10000000/0xff000000\n"

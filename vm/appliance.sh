@@ -167,6 +167,21 @@ appliance_tour() {
   fi
   echo "ssh root@203.0.113.1: refused/timed out, as it should"
 
+  _tour_step "The gateway itself is closed from the WAN; its console answers the LAN"
+  local addr
+  for addr in 203.0.113.1 192.168.50.1; do
+    if _app_in "$tag" client nc -z -w 1 "$addr" "$KG_CONSOLE_PORT" 2>/dev/null; then
+      _tour_fail "the console answers the client on $addr"
+      return 1
+    fi
+    echo "client -> $addr:$KG_CONSOLE_PORT (console): dropped"
+  done
+  if [[ -S $KG_LAB_DIR/run/policyd.sock && -f $KG_LAB_DIR/console-password ]]; then
+    _app_in "$tag" ssh nc -z -w 2 192.168.50.1 "$KG_CONSOLE_PORT" ||
+      { _tour_fail "the LAN host cannot reach the console"; return 1; }
+    echo "ssh host (LAN) -> 192.168.50.1:$KG_CONSOLE_PORT (console): open"
+  fi
+
   _tour_step "The client knocks the openSSH door (7000,8000,9000)"
   _app_in "$tag" client "$bin/knock/knockgate-knock" -v 203.0.113.1 7000 8000 9000
   local i

@@ -102,6 +102,7 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
   auto listing = nfnl_->fingerprint(kTable);
   if (!listing) return listing.error();
   std::string text = ruleset_text(config, queue_mode_);
+  if (text.empty()) return reconcile_host_mode(config, !listing->empty());
   const bool replace =
       listing->empty() || text != installed_text_ || *listing != installed_listing_;
 
@@ -179,7 +180,7 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
     if (!ran) return ran.error();
   }
   if (replace) {
-    if (queue_mode_ == QueueMode::xt_fallback) {
+    if (queue_mode_ == QueueMode::xt_fallback && config.mode() == config::Mode::gateway) {
       // Until this lands the verdict chain ends in its default (drop when fail-closed).
       XtQueue q{config.options.verdict_queue_first, config.options.verdict_queue_count,
                 config.options.verdict_fail_open};
@@ -192,6 +193,30 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
     installed_listing_ = std::move(*after);
   }
 
+  auto routed = routing_->reconcile(config);
+  if (!routed) return routed.error();
+  report.ip_rules_added = routed->rules_added;
+  report.ip_rules_removed = routed->rules_removed;
+  report.routes_added = routed->routes_added;
+  report.routes_removed = routed->routes_removed;
+  if (!routed->failures.empty()) {
+    return Error{report.summary() + "; failed: " + join_failures(routed->failures)};
+  }
+  return report;
+}
+
+// Host mode owns nothing in the kernel: a table of ours left by an earlier gateway or self
+// config goes, with our ip rules and routes; nothing else is touched.
+Result<ReconcileReport> KernelState::reconcile_host_mode(const config::Config& config,
+                                                         bool table_present) {
+  ReconcileReport report;
+  if (table_present) {
+    auto ran = nft_->run("add table inet knockgate\ndelete table inet knockgate\n");
+    if (!ran) return ran.error();
+    report.ruleset_replaced = true;
+  }
+  installed_text_.clear();
+  installed_listing_.clear();
   auto routed = routing_->reconcile(config);
   if (!routed) return routed.error();
   report.ip_rules_added = routed->rules_added;
@@ -235,7 +260,11 @@ Result<size_t> KernelState::remove_grants(std::span<const InstalledGrant> grants
 }
 
 Result<Ok> KernelState::remove_all() {
-  auto ran = nft_->run("add table inet knockgate\ndelete table inet knockgate\n");
+  // Host mode never had a table: an add-then-delete would still show in `nft monitor`.
+  Result<std::string> ran = std::string{};
+  if (!installed_text_.empty() || config_.mode() != config::Mode::host) {
+    ran = nft_->run("add table inet knockgate\ndelete table inet knockgate\n");
+  }
   installed_text_.clear();
   installed_listing_.clear();
   auto routed = routing_->remove_all();
@@ -263,8 +292,9 @@ bool KernelState::process_netlink() {
 }
 
 std::string KernelState::features() const {
-  return queue_mode_ == QueueMode::native ? "nfqueue: nft queue statement"
-                                          : "nfqueue: xt NFQUEUE via nft_compat (no nft queue)";
+  return std::string("mode ") + config::mode_name(config_.mode()) + ", " +
+         (queue_mode_ == QueueMode::native ? "nfqueue: nft queue statement"
+                                           : "nfqueue: xt NFQUEUE via nft_compat (no nft queue)");
 }
 
 }  // namespace kg::policyd

@@ -69,6 +69,7 @@ std::vector<std::string> profile_matches(const Profile& p) {
   std::vector<std::string> out;
   if (p.direction == Direction::inbound) {
     for (const auto& e : p.exposures) {
+      if (e.self) continue;  // the gateway's own port: the input chain, never forwarded
       Family f = e.host.family();
       out.push_back(std::string(ip_kw(f)) + " saddr @" + grant_set_name(p.name, f) + " " +
                     ip_kw(f) + " daddr " + e.host.str() + " " + kg::proto_name(e.proto) +
@@ -99,6 +100,42 @@ std::vector<std::string> profile_matches(const Profile& p) {
   return out;
 }
 
+// `{ 22, 8080, 1000-2000 }` for one protocol; empty when none.
+std::string port_set(const std::vector<config::AllowRule>& rules, config::AllowProto proto) {
+  std::set<std::pair<uint16_t, uint16_t>> seen;
+  std::string s;
+  for (const auto& r : rules) {
+    if (r.proto != proto || !seen.insert({r.ports.first, r.ports.last}).second) continue;
+    s += (s.empty() ? "" : ", ") + ports(r.ports);
+  }
+  return s.empty() ? s : "{ " + s + " }";
+}
+
+// The gateway's management ports: ManagementPorts plus the console's (WebListen, or the
+// console's default port).
+std::vector<config::AllowRule> management_ports(const config::Options& o) {
+  std::vector<config::AllowRule> out = o.management_ports;
+  if (o.web_listen.empty()) {
+    out.push_back(
+        {config::AllowProto::tcp, {config::kDefaultConsolePort, config::kDefaultConsolePort}});
+  }
+  for (const auto& e : o.web_listen) out.push_back({config::AllowProto::tcp, {e.port, e.port}});
+  return out;
+}
+
+// `self` exposures as port rules, one per protocol.
+std::vector<config::AllowRule> self_ports(const Config& config) {
+  std::vector<config::AllowRule> out;
+  for (const auto& p : config.profiles) {
+    for (const auto& e : p.exposures) {
+      if (!e.self) continue;
+      out.push_back({e.proto == Proto::udp ? config::AllowProto::udp : config::AllowProto::tcp,
+                     {e.public_port, e.public_port}});
+    }
+  }
+  return out;
+}
+
 void line(std::string& s, const std::string& text) {
   s += "\t\t" + text + "\n";
 }
@@ -110,6 +147,95 @@ void chain_head(std::string& s, const char* name, const char* hook_line) {
 
 void chain_end(std::string& s) {
   s += "\t}\n";
+}
+
+// A granted source reaching a port its profile exposes on the gateway itself.
+void self_grant_rules(std::string& s, const Config& config) {
+  for (const auto& p : config.profiles) {
+    for (const auto& e : p.exposures) {
+      if (!e.self) continue;
+      for (Family f : {Family::v4, Family::v6}) {
+        line(s, std::string(ip_kw(f)) + " saddr @" + grant_set_name(p.name, f) + " " +
+                    kg::proto_name(e.proto) + " dport " + std::to_string(e.public_port) +
+                    " accept");
+      }
+    }
+  }
+}
+
+// `PREFIX dport SET VERDICT` for tcp and udp, skipping a protocol with no ports.
+void per_proto(std::string& s, const std::string& prefix,
+               const std::vector<config::AllowRule>& rules, const std::string& verdict) {
+  for (auto proto : {config::AllowProto::tcp, config::AllowProto::udp}) {
+    const std::string set = port_set(rules, proto);
+    if (set.empty()) continue;
+    line(s, prefix + config::allow_proto_name(proto) + " dport " + set + " " + verdict);
+  }
+}
+
+// Host with `self` profiles, no roles: the exposed ports closed on the capture interfaces
+// except for grants, the way knockd users close them with iptables.
+void self_input_chain(std::string& s, const Config& config) {
+  chain_head(s, "input", "type filter hook input priority filter; policy accept;");
+  line(s, "ct state established,related accept");
+  self_grant_rules(s, config);
+  per_proto(s, "iifname " + iface_set(config.options.interfaces) + " ", self_ports(config),
+            "counter drop");
+  chain_end(s);
+}
+
+// The gateway protects itself. From a WAN interface it takes only established traffic,
+// what `self` profiles expose to their grants, the SPA doors that need a socket, the ICMP
+// that PMTU discovery and neighbour discovery need, and management from ManagementFrom;
+// everything else addressed to any of its addresses is dropped and counted. Elsewhere only
+// the management ports are restricted to ManagementFrom.
+void gateway_input_chains(std::string& s, const Config& config) {
+  const auto& o = config.options;
+  const auto management = management_ports(o);
+  chain_head(s, "input", "type filter hook input priority filter; policy accept;");
+  line(s, "iif \"lo\" accept");
+  line(s, "ct state established,related accept");
+  // Loopback destinations arriving on a real interface are spoofed.
+  line(s, "ip daddr 127.0.0.0/8 counter drop");
+  line(s, "ip6 daddr ::1 counter drop");
+  self_grant_rules(s, config);
+  if (!o.wan_interfaces.empty())
+    line(s, "iifname " + iface_set(o.wan_interfaces) + " jump input_wan");
+  per_proto(s, "", management, "jump management");
+  chain_end(s);
+
+  if (!o.wan_interfaces.empty()) {
+    chain_head(s, "input_wan", nullptr);
+    line(s, "icmp type { destination-unreachable, time-exceeded, parameter-problem } accept");
+    line(s,
+         "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, "
+         "parameter-problem } accept");
+    // Neighbour discovery and router adverts only from the link itself (hop limit 255).
+    line(s,
+         "ip6 hoplimit 255 icmpv6 type { nd-router-advert, nd-neighbor-solicit, "
+         "nd-neighbor-advert } accept");
+    line(s, "ip6 saddr fe80::/10 udp dport 546 accept");  // DHCPv6 client replies
+    std::vector<config::AllowRule> spa;
+    for (const auto& d : config.spa_doors) {
+      if (d.transport != spa::Transport::udp)
+        spa.push_back({config::AllowProto::tcp, {d.port, d.port}});
+    }
+    per_proto(s, "", spa, "accept");  // SPA over TCP and HTTP needs a listening socket
+    per_proto(s, "", management, "jump management");
+    line(s, "counter drop");
+    chain_end(s);
+  }
+
+  chain_head(s, "management", nullptr);
+  if (!o.management_interfaces.empty()) {
+    line(s, "iifname " + iface_set(o.management_interfaces) + " accept");
+  }
+  for (Family f : {Family::v4, Family::v6}) {
+    const std::string from = prefix_set(o.management_prefixes, f);
+    if (!from.empty()) line(s, std::string(ip_kw(f)) + " saddr " + from + " accept");
+  }
+  line(s, "counter drop");
+  chain_end(s);
 }
 
 }  // namespace
@@ -155,6 +281,8 @@ std::string queue_statement(const config::Options& o) {
 }
 
 std::string ruleset_text(const Config& config, QueueMode mode) {
+  const config::Mode kind = config.mode();
+  if (kind == config::Mode::host) return "";
   const auto& o = config.options;
   const std::string wan = iface_set(o.wan_interfaces);
   const bool have_wan = !o.wan_interfaces.empty();
@@ -171,6 +299,13 @@ std::string ruleset_text(const Config& config, QueueMode mode) {
          " {\n\t\ttype ipv6_addr\n\t\tflags timeout\n\t}\n";
   }
 
+  if (kind == config::Mode::self) {
+    self_input_chain(s, config);
+    s += "}\n";
+    return s;
+  }
+  gateway_input_chains(s, config);
+
   // Inbound exposures: the gateway's public port forwarded to the LAN host, for every
   // source: the gate decides after DNAT, so a SYN that overtakes its grant is held by
   // verdictd instead of reaching the gateway's own port.
@@ -179,10 +314,11 @@ std::string ruleset_text(const Config& config, QueueMode mode) {
     for (const auto& p : config.profiles) {
       if (p.direction != Direction::inbound) continue;
       for (const auto& e : p.exposures) {
+        if (e.self) continue;
         Family f = e.host.family();
         std::string target = f == Family::v6 ? "[" + e.host.str() + "]" : e.host.str();
         line(s, std::string("meta nfproto ") + (f == Family::v6 ? "ipv6" : "ipv4") + " iifname " +
-                    wan + " fib daddr type local " + kg::proto_name(e.proto) + " dport " +
+                    wan + " fib daddr . iif type local " + kg::proto_name(e.proto) + " dport " +
                     std::to_string(e.public_port) + " dnat " + ip_kw(f) + " to " + target + ":" +
                     std::to_string(e.host_port));
       }

@@ -36,7 +36,9 @@ enum class QueueMode : uint8_t {
 };
 
 // One nft buffer that atomically replaces the whole table: `add table; delete table;
-// table inet knockgate { ... }`. Set elements are not part of it.
+// table inet knockgate { ... }`. Set elements are not part of it. What the table holds
+// follows the config's mode (config::Mode): empty text in host mode (no table at all), the
+// grant sets and an input chain in self mode, everything in gateway mode.
 std::string ruleset_text(const config::Config& config, QueueMode mode);
 
 // The native queue statement for the options, e.g. `queue num 0-3 bypass,fanout`.

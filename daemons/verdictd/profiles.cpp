@@ -44,6 +44,7 @@ ProfileSet::ProfileSet(const config::Config& cfg) {
       c.mask = p.fwmark->mask;
     }
     for (const auto& e : p.exposures) {
+      if (e.self) continue;  // the gateway's own port: decided by the input chain, not queued
       c.targets.push_back({e.host, static_cast<uint8_t>(e.proto), e.host_port});
     }
     c.destinations = p.destinations;

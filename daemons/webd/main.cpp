@@ -33,7 +33,7 @@ using tcp = asio::ip::tcp;
 
 constexpr const char* kProgram = "knockgate-webd";
 constexpr const char* kDefaultConfig = kg::config::kDefaultPath;
-constexpr uint16_t kDefaultPort = 8080;
+constexpr uint16_t kDefaultPort = kg::config::kDefaultConsolePort;
 
 void usage(std::FILE* to) {
   std::fprintf(to,

@@ -75,12 +75,14 @@ struct AllowRule {
 };
 
 // `expose = tcp/2222 -> 192.168.50.10:22`: a public port on the WAN address forwarded to a
-// LAN host.
+// LAN host. `expose = self tcp/22`: a port of the gateway itself (its own sshd), the
+// classic knockd use; `host` is empty and host_port == public_port.
 struct Exposure {
   Proto proto = Proto::tcp;
   uint16_t public_port = 0;
   IpAddr host;
   uint16_t host_port = 0;
+  bool self = false;
   friend bool operator==(const Exposure&, const Exposure&) = default;
 };
 
@@ -118,8 +120,15 @@ struct Profile {
   std::chrono::seconds max_lifetime{8 * 3600};
   Revoke revoke = Revoke::new_flows;
 
+  // Whether the profile passes traffic through the gateway (an egress profile, or an
+  // exposure forwarded to a host) rather than only to the gateway itself.
+  bool forwards() const;
+  bool has_self_exposure() const;
   friend bool operator==(const Profile& a, const Profile& b);
 };
+
+// knockgate-webd's port when WebListen is not set.
+inline constexpr uint16_t kDefaultConsolePort = 8080;
 
 // `WebListen` item: ADDR:PORT, IPv6 as [ADDR]:PORT.
 struct WebEndpoint {
@@ -134,8 +143,15 @@ struct Options {
   std::string log_file;  // empty: no log file
   std::string pid_file = "/var/run/knockd.pid";
   std::vector<std::string> interfaces{"eth0"};  // capture interfaces
-  std::vector<std::string> wan_interfaces;      // after parsing: `interfaces` unless set
+  std::vector<std::string> wan_interfaces;      // empty unless WanInterface is given
   std::vector<std::string> lan_interfaces;
+  // Where the gateway's management ports may be reached from: interface names and
+  // prefixes (`ManagementFrom`). After parsing, unset means the LAN interfaces.
+  std::vector<std::string> management_interfaces;
+  std::vector<IpPrefix> management_prefixes;
+  // The gateway's own management services (`ManagementPorts`, default tcp/22); the
+  // console's ports (WebListen, or 8080) are management ports too.
+  std::vector<AllowRule> management_ports{AllowRule{AllowProto::tcp, {22, 22}}};
   std::string database = "/var/lib/knockgate/knockgate.db";
   std::string runtime_dir = "/run/knockgate";
   uint32_t max_tracked_sources = 65536;
@@ -159,6 +175,17 @@ struct Options {
   friend bool operator==(const Options&, const Options&) = default;
 };
 
+// What the config asks of the kernel, by what it declares:
+//   host     no interface roles, no profiles: pcap and commands only, exactly knockd; no
+//            kernel state at all.
+//   self     no interface roles, only `expose = self` profiles: an input chain that keeps
+//            the exposed ports of the gateway closed on the capture interfaces except for
+//            grants.
+//   gateway  WanInterface or LanInterface declared: the input policy, forwarding gate,
+//            NFQUEUE, NAT, marks and route tables.
+enum class Mode : uint8_t { host, self, gateway };
+const char* mode_name(Mode m);
+
 struct Config {
   std::string file;  // where it was read from; not part of equality
   Options options;
@@ -167,6 +194,7 @@ struct Config {
   std::vector<SpaDoor> spa_doors;  // [spa NAME] sections, file order
 
   const Profile* find_profile(std::string_view name) const;
+  Mode mode() const;
   friend bool operator==(const Config& a, const Config& b);
 };
 

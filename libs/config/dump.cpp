@@ -26,8 +26,11 @@ std::string dump(const Config& config) {
   if (!o.log_file.empty()) put(out, "LogFile", o.log_file);
   put(out, "PidFile", o.pid_file);
   put(out, "Interface", join(o.interfaces, ","));
-  put(out, "WanInterface", join(o.wan_interfaces, ","));
+  if (!o.wan_interfaces.empty()) put(out, "WanInterface", join(o.wan_interfaces, ","));
   if (!o.lan_interfaces.empty()) put(out, "LanInterface", join(o.lan_interfaces, ","));
+  const std::string management = format_management_from(o.management_interfaces, o.management_prefixes);
+  if (!management.empty()) put(out, "ManagementFrom", management);
+  put(out, "ManagementPorts", format_allow(o.management_ports));
   put(out, "Database", o.database);
   put(out, "RuntimeDir", o.runtime_dir);
   put(out, "MaxTrackedSources", std::to_string(o.max_tracked_sources));

@@ -151,6 +151,8 @@ class Parser {
   void on_pidfile(const Directive& d);
   void on_interface(const Directive& d);
   void on_wan_interface(const Directive& d);
+  void on_management_from(const Directive& d);
+  void on_management_ports(const Directive& d);
   void on_lan_interface(const Directive& d);
   void on_database(const Directive& d);
   void on_runtime_dir(const Directive& d);
@@ -199,7 +201,8 @@ class Parser {
   std::vector<SectionState> door_state_;     // parallel to config_.doors
   std::vector<SectionState> profile_state_;  // parallel to config_.profiles
   std::map<std::string, int, std::less<>> option_lines_;
-  bool wan_set_ = false;
+  bool management_set_ = false;
+  void check_mode();
   std::optional<SpaSectionReader> spa_reader_;
 };
 
@@ -210,6 +213,8 @@ const Parser::KeyInfo* Parser::find_key(std::string_view lowered) {
       {"interface", "", Section::options, &Parser::on_interface},
       {"waninterface", "", Section::options, &Parser::on_wan_interface},
       {"laninterface", "", Section::options, &Parser::on_lan_interface},
+      {"managementfrom", "", Section::options, &Parser::on_management_from},
+      {"managementports", "", Section::options, &Parser::on_management_ports},
       {"database", "", Section::options, &Parser::on_database},
       {"runtimedir", "", Section::options, &Parser::on_runtime_dir},
       {"maxtrackedsources", "", Section::options, &Parser::on_max_tracked_sources},
@@ -422,13 +427,26 @@ void Parser::on_wan_interface(const Directive& d) {
   auto v = parse_interface_list(d.value);
   if (!v) return value_error(d, v.error());
   config_.options.wan_interfaces = std::move(*v);
-  wan_set_ = true;
 }
 
 void Parser::on_lan_interface(const Directive& d) {
   auto v = parse_interface_list(d.value);
   if (!v) return value_error(d, v.error());
   config_.options.lan_interfaces = std::move(*v);
+}
+
+void Parser::on_management_from(const Directive& d) {
+  auto v = parse_management_from(d.value);
+  if (!v) return value_error(d, v.error());
+  config_.options.management_interfaces = std::move(v->interfaces);
+  config_.options.management_prefixes = std::move(v->prefixes);
+  management_set_ = true;
+}
+
+void Parser::on_management_ports(const Directive& d) {
+  auto v = parse_management_ports(d.value);
+  if (!v) return value_error(d, v.error());
+  config_.options.management_ports = std::move(*v);
 }
 
 void Parser::on_database(const Directive& d) {
@@ -740,15 +758,14 @@ void Parser::finish_profile(const Profile& p, const SectionState& st) {
 
 void Parser::finish_file() {
   auto& opt = config_.options;
-  if (!wan_set_) opt.wan_interfaces = opt.interfaces;
+  if (!management_set_) opt.management_interfaces = opt.lan_interfaces;
   for (const auto& lan : opt.lan_interfaces) {
     if (std::find(opt.wan_interfaces.begin(), opt.wan_interfaces.end(), lan) !=
         opt.wan_interfaces.end()) {
       const bool wan_later = option_lines_["waninterface"] > option_lines_["laninterface"];
       error(wan_later ? option_lines_["waninterface"] : option_lines_["laninterface"],
             wan_later ? "waninterface" : "laninterface",
-            "interface \"" + lan + "\" cannot be both WAN and LAN" +
-                (wan_set_ ? "" : " (WanInterface defaults to Interface)"));
+            "interface \"" + lan + "\" cannot be both WAN and LAN");
     }
   }
 
@@ -780,6 +797,7 @@ void Parser::finish_file() {
   }
 
   check_spa_doors();
+  check_mode();
 
   const auto& profiles = config_.profiles;
   for (size_t j = 0; j < profiles.size(); ++j) {
@@ -844,6 +862,52 @@ void Parser::handle_spa_line(int line, std::string_view text, size_t eq, const s
     return;
   }
   spa_reader_->directive(line, key, trim(text.substr(eq + 1)));
+}
+
+// Forwarding needs interface roles: without them the config is knockd's host (and `self`)
+// mode, which never touches forwarding. A port of the gateway cannot be both its own
+// (`self`) and forwarded to a host.
+void Parser::check_mode() {
+  const bool roles =
+      !config_.options.wan_interfaces.empty() || !config_.options.lan_interfaces.empty();
+  // One error for the file, at the first profile that needs the gateway mode.
+  const Profile* first_forwarding = nullptr;
+  std::string names;
+  size_t count = 0;
+  for (const Profile& p : config_.profiles) {
+    if (roles || !p.forwards()) continue;
+    if (!first_forwarding) first_forwarding = &p;
+    names += (names.empty() ? "\"" : ", \"") + p.name + "\"";
+    ++count;
+  }
+  if (first_forwarding) {
+    error(first_forwarding->line, "section",
+          (count == 1 ? "profile " + names + " passes" : "profiles " + names + " pass") +
+              " traffic through the gateway: declare the interface roles (WanInterface, "
+              "LanInterface) for gateway mode; without them only `expose = self PROTO/PORT` "
+              "profiles are possible");
+  }
+  for (size_t j = 0; j < config_.profiles.size(); ++j) {
+    const Profile& p = config_.profiles[j];
+    const SectionState& st = profile_state_[j];
+    for (size_t k = 0; k < p.exposures.size() && k < st.expose_lines.size(); ++k) {
+      const Exposure& mine = p.exposures[k];
+      if (!mine.self) continue;
+      for (size_t i = 0; i < config_.profiles.size(); ++i) {
+        for (const Exposure& other : config_.profiles[i].exposures) {
+          if (other.self || other.proto != mine.proto || other.public_port != mine.public_port) {
+            continue;
+          }
+          error(st.expose_lines[k], "expose",
+                std::string(proto_name(mine.proto)) + "/" + std::to_string(mine.public_port) +
+                    " is forwarded to " + other.host.str() + " by profile \"" +
+                    config_.profiles[i].name + "\" at line " +
+                    std::to_string(config_.profiles[i].line) +
+                    ": a port is either the gateway's own or forwarded");
+        }
+      }
+    }
+  }
 }
 
 void Parser::check_spa_doors() {

@@ -1,5 +1,6 @@
 #include "config/values.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -422,27 +423,51 @@ std::string format_route(const Route& route) {
   return out;
 }
 
-Result<Exposure> parse_exposure(std::string_view text) {
-  static const std::string kForm = "expected \"PROTO/PORT -> ADDR[:PORT]\"";
-  const size_t arrow = text.find("->");
-  if (arrow == std::string_view::npos) return Error{kForm};
-  const auto left = trim(text.substr(0, arrow));
-  const auto right = trim(text.substr(arrow + 2));
-  const size_t slash = left.find('/');
-  if (slash == std::string_view::npos) return Error{kForm};
-  Exposure e;
-  const auto proto = to_lower(trim(left.substr(0, slash)));
+namespace {
+
+// "tcp/22" of an exposure: protocol and public port.
+Result<Ok> parse_exposed_port(std::string_view text, std::string_view form, Exposure& e) {
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return Error{std::string(form)};
+  const auto proto = to_lower(trim(text.substr(0, slash)));
   if (proto == "tcp") {
     e.proto = Proto::tcp;
   } else if (proto == "udp") {
     e.proto = Proto::udp;
   } else {
-    return Error{"unknown protocol " + quoted(left.substr(0, slash)) + " (expected tcp or udp)"};
+    return Error{"unknown protocol " + quoted(text.substr(0, slash)) + " (expected tcp or udp)"};
   }
-  auto public_port = parse_port(trim(left.substr(slash + 1)));
+  auto public_port = parse_port(trim(text.substr(slash + 1)));
   if (!public_port) return public_port.error();
   e.public_port = *public_port;
   e.host_port = e.public_port;
+  return Ok{};
+}
+
+}  // namespace
+
+Result<Exposure> parse_exposure(std::string_view text) {
+  static const std::string kForm = "expected \"PROTO/PORT -> ADDR[:PORT]\" or \"self PROTO/PORT\"";
+  Exposure e;
+  const auto lowered = to_lower(trim(text));
+  if (lowered.rfind("self", 0) == 0 &&
+      (lowered.size() == 4 || lowered[4] == ' ' || lowered[4] == '\t')) {
+    const auto rest = trim(trim(text).substr(4));
+    if (rest.empty()) return Error{"missing PROTO/PORT after \"self\" (e.g. self tcp/22)"};
+    if (rest.find("->") != std::string_view::npos) {
+      return Error{
+          "\"self\" exposes a port of the gateway itself: write \"self PROTO/PORT\" "
+          "without \"->\""};
+    }
+    if (auto r = parse_exposed_port(rest, kForm, e); !r) return r.error();
+    e.self = true;
+    return e;
+  }
+  const size_t arrow = text.find("->");
+  if (arrow == std::string_view::npos) return Error{kForm};
+  const auto left = trim(text.substr(0, arrow));
+  const auto right = trim(text.substr(arrow + 2));
+  if (auto r = parse_exposed_port(left, kForm, e); !r) return r.error();
 
   std::string_view host_text = right;
   std::string_view port_text;
@@ -479,6 +504,8 @@ Result<Exposure> parse_exposure(std::string_view text) {
 }
 
 std::string format_exposure(const Exposure& e) {
+  if (e.self)
+    return "self " + std::string(proto_name(e.proto)) + "/" + std::to_string(e.public_port);
   std::string out = std::string(proto_name(e.proto)) + "/" + std::to_string(e.public_port) + " -> ";
   if (e.host.is_v6()) {
     out += "[" + e.host.str() + "]";
@@ -593,8 +620,50 @@ Result<std::vector<std::string>> parse_interface_list(std::string_view text) {
   return out;
 }
 
+Result<ManagementFrom> parse_management_from(std::string_view text) {
+  ManagementFrom out;
+  const auto items = split(text, ',');
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto item = trim(items[i]);
+    if (item.empty()) return Error{"empty item " + std::to_string(i + 1) + " in the list"};
+    // An address or prefix is never taken for an interface name.
+    if (IpPrefix::parse(item) || IpAddr::parse(item)) {
+      auto p = parse_network(item);
+      if (!p) return p.error();
+      out.prefixes.push_back(*p);
+      continue;
+    }
+    if (!valid_interface_name(item)) {
+      return Error{quoted(item) + " is neither an address, a prefix nor an interface name"};
+    }
+    if (std::find(out.interfaces.begin(), out.interfaces.end(), item) != out.interfaces.end()) {
+      return Error{"interface " + quoted(item) + " is listed twice"};
+    }
+    out.interfaces.emplace_back(item);
+  }
+  return out;
+}
+
+std::string format_management_from(const std::vector<std::string>& interfaces,
+                                   const std::vector<IpPrefix>& prefixes) {
+  std::string out = join(interfaces, ",");
+  const std::string nets = format_prefix_list(prefixes);
+  if (!out.empty() && !nets.empty()) out += ',';
+  return out + nets;
+}
+
+Result<std::vector<AllowRule>> parse_management_ports(std::string_view text) {
+  auto rules = parse_allow(text);
+  if (!rules) return rules.error();
+  for (const auto& r : *rules) {
+    if (r.proto == AllowProto::icmp) return Error{"icmp is not a port: list tcp/PORT or udp/PORT"};
+  }
+  return rules;
+}
+
 std::string WebEndpoint::str() const {
-  const std::string host = address.family() == Family::v6 ? "[" + address.str() + "]" : address.str();
+  const std::string host =
+      address.family() == Family::v6 ? "[" + address.str() + "]" : address.str();
   return host + ":" + std::to_string(port);
 }
 

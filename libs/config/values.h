@@ -55,7 +55,8 @@ Result<uint32_t> parse_table(std::string_view text);
 Result<Route> parse_route(std::string_view text);
 std::string format_route(const Route& route);
 
-// `PROTO/PORT -> ADDR[:PORT]`, IPv6 hosts with a port as `[ADDR]:PORT`.
+// `PROTO/PORT -> ADDR[:PORT]`, IPv6 hosts with a port as `[ADDR]:PORT`; `self PROTO/PORT`
+// for a port of the gateway itself.
 Result<Exposure> parse_exposure(std::string_view text);
 std::string format_exposure(const Exposure& e);
 
@@ -71,6 +72,18 @@ std::string format_prefix_list(const std::vector<IpPrefix>& prefixes);
 bool valid_interface_name(std::string_view name);
 Result<std::vector<std::string>> parse_interface_list(std::string_view text);
 std::string join(const std::vector<std::string>& items, std::string_view separator);
+
+// `ManagementFrom = kg-lan, 198.51.100.0/24`: interface names and prefixes (an address
+// alone is a host prefix), in any order.
+struct ManagementFrom {
+  std::vector<std::string> interfaces;
+  std::vector<IpPrefix> prefixes;
+};
+Result<ManagementFrom> parse_management_from(std::string_view text);
+std::string format_management_from(const std::vector<std::string>& interfaces,
+                                   const std::vector<IpPrefix>& prefixes);
+// `ManagementPorts = tcp/22,tcp/9090`: like `allow`, without icmp.
+Result<std::vector<AllowRule>> parse_management_ports(std::string_view text);
 
 // knockgate-webd's `WebListen`: `127.0.0.1:8080,[::1]:8443`, 1..16 distinct endpoints,
 // port 1-65535.

@@ -405,7 +405,7 @@ class KernelStateTest(unittest.TestCase):
 
     def test_ipv6_exposure_and_two_wan_interfaces_load(self):
         conf = self.write_conf(
-            "[options]\n\tInterface = kg-wan, kg-r2\n\tLanInterface = kg-lan\n"
+            "[options]\n\tInterface = kg-wan, kg-r2\n\tWanInterface = kg-wan, kg-r2\n\tLanInterface = kg-lan\n"
             "[profile web6]\n\tdirection = inbound\n\texpose = tcp/443 -> [fd00:50::10]:8443\n"
             "\tfwmark = 0x1000000/0xf000000\n\ttable = 200\n\troute = default via fd00:50::10\n"
             "[profile ntp]\n\tdirection = egress\n\tsources = fd00:50::20, 192.168.50.21\n"

@@ -29,6 +29,7 @@ HMAC_B64 = ("QgPNwQ5XkZ5T7hfJx2Hl2NMODfopUJE9W/1n9VEfMS2v4xAdBxZq1rk2dXibwbkspTW
 CONF = """[options]
   LogFile = {w}/knock.log
   Interface = kg-wan
+  WanInterface = kg-wan
   RuntimeDir = {w}
   Database = {w}/knockgate.db
   CaptureUser = nobody

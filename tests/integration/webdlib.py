@@ -84,6 +84,9 @@ def config(w, port, extra=""):
     return ("[options]\n"
             "  LogFile = {w}/knock.log\n"
             "  Interface = kg-wan\n"
+            "  WanInterface = kg-wan\n"
+            # The tests reach the console from the client namespace over the WAN link.
+            "  ManagementFrom = kg-wan\n"
             "  RuntimeDir = {w}\n"
             "  Database = {w}/knockgate.db\n"
             "  CaptureUser = nobody\n"

@@ -15,7 +15,7 @@ namespace kg::captured {
 namespace {
 
 constexpr const char* kConf =
-    "[profile ssh-only]\ndirection = inbound\nexpose = tcp/22 -> 192.168.50.10:22\n"
+    "[profile ssh-only]\ndirection = inbound\nexpose = self tcp/22\n"
     "[spa gate]\ngrant = ssh-only\nSOURCE = ANY\nKEY = fwknoptest\nHMAC_KEY = hmactest\n";
 
 constexpr std::string_view kV4Packet =

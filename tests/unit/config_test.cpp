@@ -108,8 +108,11 @@ TEST(Defaults, KnockdDefaultsAndKnockgateDefaults) {
   EXPECT_EQ(o.log_file, "");
   EXPECT_EQ(o.pid_file, "/var/run/knockd.pid");
   EXPECT_EQ(o.interfaces, std::vector<std::string>{"eth0"});
-  EXPECT_EQ(o.wan_interfaces, std::vector<std::string>{"eth0"});  // Wan defaults to Interface
+  EXPECT_TRUE(o.wan_interfaces.empty());  // no roles: knockd's host mode
   EXPECT_TRUE(o.lan_interfaces.empty());
+  EXPECT_TRUE(o.management_interfaces.empty());
+  EXPECT_EQ(o.management_ports, (std::vector<AllowRule>{{AllowProto::tcp, {22, 22}}}));
+  EXPECT_EQ(c.mode(), Mode::host);
   EXPECT_EQ(o.database, "/var/lib/knockgate/knockgate.db");
   EXPECT_EQ(o.runtime_dir, "/run/knockgate");
   EXPECT_EQ(o.max_tracked_sources, 65536U);
@@ -135,7 +138,9 @@ TEST(Defaults, KnockdDefaultsAndKnockgateDefaults) {
 }
 
 TEST(Defaults, ProfileDefaults) {
-  auto c = parse_ok("[profile p]\ndirection = inbound\nexpose = tcp/22 -> 10.0.0.1\n");
+  auto c = parse_ok(
+      "[profile p]\ndirection = inbound\nexpose = tcp/22 -> 10.0.0.1\n[options]\nWanInterface = "
+      "w\n");
   ASSERT_EQ(c.profiles.size(), 1U);
   const Profile& p = c.profiles[0];
   EXPECT_EQ(p.lifetime, std::chrono::hours(1));
@@ -194,7 +199,7 @@ TEST(DoorKeys, EveryKeyAndAlias) {
 TEST(DoorKeys, GrantNamesAProfile) {
   auto c = parse_ok(
       "[openSSH]\nsequence = 1\ngrant = ssh\n"
-      "[profile ssh]\ndirection = inbound\nexpose = tcp/22 -> 10.0.0.1\n");
+      "[profile ssh]\ndirection = inbound\nexpose = self tcp/22\n");
   ASSERT_EQ(c.doors.size(), 1U);
   EXPECT_EQ(c.doors[0].grant, "ssh");
 }
@@ -406,7 +411,7 @@ TEST(Reading, SectionNamesAreNotTrimmed) {
 TEST(Reading, UseSyslogIsABareFlagInAnySection) {
   EXPECT_TRUE(parse_ok("[options]\nUseSyslog\n[d]\nsequence = 1\n").options.use_syslog);
   EXPECT_TRUE(parse_ok("[d]\nsequence = 1\n  usesyslog  \n").options.use_syslog);
-  EXPECT_TRUE(parse_ok("[profile p]\nUSESYSLOG\ndirection = inbound\nexpose = tcp/1 -> 10.0.0.1\n")
+  EXPECT_TRUE(parse_ok("[profile p]\nUSESYSLOG\ndirection = inbound\nexpose = self tcp/1\n")
                   .options.use_syslog);
   const std::string bare_flag =
       "usesyslog: UseSyslog is a bare flag: write \"UseSyslog\" alone, without '='";
@@ -436,7 +441,7 @@ TEST(Reading, CollectsEveryErrorInLineOrder) {
   auto r = parse(
       "[profile p]\ndirection = egress\nallow = tcp/1\ndestination = 10.0.0.0/8\n"
       "[door]\ngrant = p\ngrant = nope\nsequence = 0\nseq_timeout = x\n"
-      "[options]\nInterface = \n[e]\nsequence=1\ncmd_timeout=-1\n");
+      "[options]\nInterface = \nLanInterface = lan0\n[e]\nsequence=1\ncmd_timeout=-1\n");
   EXPECT_FALSE(r.config);
   EXPECT_EQ(rendered(r.errors),
             (std::vector<std::string>{
@@ -444,7 +449,7 @@ TEST(Reading, CollectsEveryErrorInLineOrder) {
                 "t.conf:8: sequence: port 0 is out of range (1-65535)",
                 "t.conf:9: seq_timeout: \"x\" is not a non-negative whole number of seconds",
                 "t.conf:11: interface: empty item 1 in the list",
-                "t.conf:14: cmd_timeout: \"-1\" is not a non-negative whole number of seconds",
+                "t.conf:15: cmd_timeout: \"-1\" is not a non-negative whole number of seconds",
             }));
 }
 
@@ -561,6 +566,8 @@ TEST(GoodFiles, Profiles) {
   EXPECT_EQ(o.interfaces, (std::vector<std::string>{"wan0", "wan1"}));
   EXPECT_EQ(o.wan_interfaces, o.interfaces);
   EXPECT_EQ(o.lan_interfaces, (std::vector<std::string>{"lan0", "lan1"}));
+  EXPECT_EQ(o.management_interfaces, o.lan_interfaces);  // ManagementFrom's default
+  EXPECT_EQ(c.mode(), Mode::gateway);
   EXPECT_EQ(o.database, "/srv/knockgate/state.db");
   EXPECT_EQ(o.runtime_dir, "/run/kg");
   EXPECT_EQ(o.max_tracked_sources, 4096U);
@@ -677,16 +684,16 @@ TEST(BadFiles, EachGivesExactlyTheExpectedErrors) {
 
 TEST(Profiles, MarksThatCanMatchTheSamePacketConflict) {
   const std::string a =
-      "[profile a]\ndirection = inbound\nexpose = tcp/22 -> 10.0.0.1\n"
+      "[profile a]\ndirection = inbound\nexpose = self tcp/22\n"
       "fwmark = 0x10000000/0xf0000000\ntable = 100\n";
   // Disjoint masks always overlap in the packets they match (each ignores the other's bits).
-  EXPECT_EQ(only_error(a + "[profile b]\ndirection = inbound\nexpose = tcp/23 -> 10.0.0.1\n"
+  EXPECT_EQ(only_error(a + "[profile b]\ndirection = inbound\nexpose = self tcp/23\n"
                            "fwmark = 0x1/0xff\ntable = 101\n"),
             "t.conf:9: fwmark: mark 0x1/0xff can match the same packets as mark "
             "0x10000000/0xf0000000 of profile \"a\" at line 1");
   // Same mask, other value: fine.
   parse_ok(a +
-           "[profile b]\ndirection = inbound\nexpose = tcp/23 -> 10.0.0.1\n"
+           "[profile b]\ndirection = inbound\nexpose = self tcp/23\n"
            "fwmark = 0x20000000/0xf0000000\ntable = 101\n");
   FwMark m1{0x10000000, 0xff000000};
   FwMark m2{0x10000000, 0xf0000000};
@@ -793,6 +800,18 @@ TEST(Values, Exposures) {
     ASSERT_TRUE(e.ok()) << text << ": " << e.error().message;
     EXPECT_EQ(format_exposure(*e), formatted);
   }
+  auto own = parse_exposure("self tcp/22");
+  ASSERT_TRUE(own.ok()) << own.error().message;
+  EXPECT_TRUE(own->self);
+  EXPECT_EQ(own->public_port, 22);
+  EXPECT_EQ(own->host_port, 22);
+  EXPECT_TRUE(own->host.empty());
+  EXPECT_EQ(format_exposure(*own), "self tcp/22");
+  EXPECT_EQ(format_exposure(*parse_exposure("SELF\tUDP/1194")), "self udp/1194");
+  for (const char* bad :
+       {"self", "self tcp", "self tcp/22 -> 1.2.3.4", "selftcp/22", "self icmp/1", "self tcp/0"}) {
+    EXPECT_FALSE(parse_exposure(bad).ok()) << bad;
+  }
   for (const char* bad :
        {"", "tcp/22", "tcp/22 > 1.2.3.4", "tcp -> 1.2.3.4", "icmp/1 -> 1.2.3.4", "tcp/0 -> 1.2.3.4",
         "tcp/22 -> 1.2.3.4:", "tcp/22 -> 1.2.3.4:99999", "tcp/22 -> host", "tcp/22 -> [1.2.3.4]:22",
@@ -842,6 +861,73 @@ TEST(Values, Names) {
 
 // ---- dump: normalised and re-parseable ----
 
+// ---- Modes: what the config asks of the kernel ----
+
+TEST(Modes, FollowTheRolesAndProfiles) {
+  EXPECT_EQ(parse_ok("[options]\nInterface = eth0\n[d]\nsequence = 1,2\n").mode(), Mode::host);
+  EXPECT_EQ(parse_ok("[profile p]\ndirection = inbound\nexpose = self tcp/22\n").mode(),
+            Mode::self);
+  EXPECT_EQ(parse_ok("[options]\nLanInterface = lan0\n").mode(), Mode::gateway);
+  EXPECT_EQ(parse_ok("[options]\nWanInterface = wan0\n").mode(), Mode::gateway);
+}
+
+TEST(Modes, ForwardingNeedsRoles) {
+  auto r = parse_text(
+      "[options]\nInterface = eth0\n"
+      "[profile fwd]\ndirection = inbound\nexpose = tcp/22 -> 192.168.1.10\n"
+      "[profile out]\ndirection = egress\nallow = tcp/22\ndestination = 0.0.0.0/0\n",
+      "m.conf");
+  ASSERT_FALSE(r.config.has_value());
+  ASSERT_EQ(r.errors.size(), 1U);
+  EXPECT_EQ(r.errors[0].str(),
+            "m.conf:3: section: profiles \"fwd\", \"out\" pass traffic through the gateway: "
+            "declare the interface roles (WanInterface, LanInterface) for gateway mode; without "
+            "them only `expose = self PROTO/PORT` profiles are possible");
+}
+
+TEST(Modes, APortIsEitherTheGatewaysOrForwarded) {
+  auto r = parse_text(
+      "[options]\nWanInterface = wan0\n"
+      "[profile fwd]\ndirection = inbound\nexpose = tcp/22 -> 192.168.1.10\n"
+      "[profile own]\ndirection = inbound\nexpose = self udp/22\nexpose = self tcp/22\n",
+      "m.conf");
+  ASSERT_FALSE(r.config.has_value());
+  ASSERT_EQ(r.errors.size(), 1U);
+  EXPECT_EQ(r.errors[0].str(),
+            "m.conf:9: expose: tcp/22 is forwarded to 192.168.1.10 by profile \"fwd\" at line 3: a "
+            "port is either the gateway's own or forwarded");
+}
+
+TEST(OptionsKeys, ManagementFromAndPorts) {
+  auto c = parse_ok(
+      "[options]\nWanInterface = wan0\nLanInterface = lan0\n"
+      "ManagementFrom = 198.51.100.0/24, vpn0, 2001:db8::7\nManagementPorts = tcp/22,udp/161\n");
+  EXPECT_EQ(c.options.management_interfaces, std::vector<std::string>{"vpn0"});
+  EXPECT_EQ(c.options.management_prefixes,
+            (std::vector<IpPrefix>{*IpPrefix::parse("198.51.100.0/24"),
+                                   *IpPrefix::parse("2001:db8::7/128")}));
+  EXPECT_EQ(c.options.management_ports,
+            (std::vector<AllowRule>{{AllowProto::tcp, {22, 22}}, {AllowProto::udp, {161, 161}}}));
+  auto again = parse_text(dump(c), "dump");
+  ASSERT_TRUE(again.config.has_value());
+  EXPECT_EQ(*again.config, c);
+
+  auto r = parse_text(
+      "[options]\nManagementFrom = 10.0.0.1/8\nManagementFrom = lan0,,x\n"
+      "ManagementPorts = icmp\nManagementFrom = bad/name\n",
+      "o.conf");
+  ASSERT_EQ(r.errors.size(), 4U);
+  EXPECT_EQ(
+      r.errors[0].str(),
+      "o.conf:2: managementfrom: \"10.0.0.1/8\" has host bits set (did you mean 10.0.0.0/8?)");
+  EXPECT_EQ(r.errors[1].str(), "o.conf:3: managementfrom: empty item 2 in the list");
+  EXPECT_EQ(r.errors[2].str(),
+            "o.conf:4: managementports: icmp is not a port: list tcp/PORT or udp/PORT");
+  EXPECT_EQ(r.errors[3].str(),
+            "o.conf:5: managementfrom: \"bad/name\" is neither an address, a prefix nor an "
+            "interface name");
+}
+
 TEST(Dump, RoundTripsEveryGoodFile) {
   std::vector<std::string> files = {KG_SOURCE_DIR "/etc/knockgate.conf"};
   for (const auto& entry : fs::directory_iterator(kGood)) files.push_back(entry.path().string());
@@ -864,7 +950,8 @@ TEST(Dump, CanonicalForm) {
       "Command_6 =\ntcpflags = ACK\ntcpflags = !syn\n");
   EXPECT_EQ(dump(c),
             "[options]\nUseSyslog\nPidFile = /var/run/knockd.pid\nInterface = eth0\n"
-            "WanInterface = eth0\nDatabase = /var/lib/knockgate/knockgate.db\n"
+            "ManagementPorts = tcp/22\n"
+            "Database = /var/lib/knockgate/knockgate.db\n"
             "RuntimeDir = /run/knockgate\nMaxTrackedSources = 65536\nCaptureUser = knockgate\n"
             "AdminGroup = knockgate-admin\nVerdictQueue = 0\nVerdictFailOpen = no\n"
             "VerdictHoldMs = 25\nVerdictUser = knockgate-verdict\n"

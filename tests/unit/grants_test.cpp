@@ -550,7 +550,7 @@ class ControlTest : public GrantsTest {
   void SetUp() override {
     GrantsTest::SetUp();
     auto parsed = kg::config::parse_text(
-        "[options]\n  Interface = eth0\n"
+        "[options]\n  Interface = eth0\n  WanInterface = eth0\n"
         "[profile ssh-only]\n  direction = inbound\n  expose = tcp/22 -> 192.168.50.10:22\n"
         "  fwmark = 0x10000000/0xff000000\n  table = 100\n  lifetime = 1h\n"
         "  max_lifetime = 8h\n"

@@ -59,8 +59,8 @@ TEST(NftRuleset, IdentifiersAndCollisions) {
   EXPECT_TRUE(ok.ok());
   // The config loader refuses the clash with FILE:LINE already...
   auto r = kg::config::parse_text(
-      "[profile a-b]\ndirection = inbound\nexpose = tcp/22 -> 192.168.50.10:22\n"
-      "[profile a.b]\ndirection = inbound\nexpose = tcp/23 -> 192.168.50.10:23\n",
+      "[profile a-b]\ndirection = inbound\nexpose = self tcp/22\n"
+      "[profile a.b]\ndirection = inbound\nexpose = self tcp/23\n",
       "t.conf");
   ASSERT_FALSE(r.config.has_value());
   ASSERT_EQ(r.errors.size(), 1U);
@@ -90,11 +90,12 @@ TEST(NftRuleset, ShippedProfilesFailClosedXt) {
   }
   EXPECT_NE(t.find("type ipv4_addr\n\t\tflags timeout"), std::string::npos);
 
-  EXPECT_EQ(chain(t, "prerouting_nat"),
-            (std::vector<std::string>{
-                "type nat hook prerouting priority dstnat; policy accept;",
-                "meta nfproto ipv4 iifname { \"kg-wan\" } fib daddr type local tcp dport 22 dnat "
-                "ip to 192.168.50.10:22"}));
+  EXPECT_EQ(
+      chain(t, "prerouting_nat"),
+      (std::vector<std::string>{
+          "type nat hook prerouting priority dstnat; policy accept;",
+          "meta nfproto ipv4 iifname { \"kg-wan\" } fib daddr . iif type local tcp dport 22 dnat "
+          "ip to 192.168.50.10:22"}));
   EXPECT_EQ(chain(t, "gate"),
             (std::vector<std::string>{
                 "type filter hook prerouting priority dstnat + 10; policy accept;",
@@ -160,7 +161,7 @@ TEST(NftRuleset, NativeQueueAndRanges) {
   c.options.verdict_fail_open = false;
   EXPECT_EQ(kg::policyd::queue_statement(c.options), "queue num 4-7 fanout");
   auto parsed = parse(
-      "[options]\nVerdictQueue = 2-3\n[profile p]\ndirection = inbound\n"
+      "[options]\nWanInterface = eth0\nVerdictQueue = 2-3\n[profile p]\ndirection = inbound\n"
       "expose = udp/53 -> 192.168.50.10:5353\n");
   EXPECT_EQ(chain(ruleset_text(parsed, QueueMode::native), "verdict_queue"),
             (std::vector<std::string>{"counter queue num 2-3 fanout"}));
@@ -180,16 +181,17 @@ TEST(NftRuleset, FailOpenMarksBeforeTheQueue) {
 
 TEST(NftRuleset, Ipv6AndSeveralWanInterfaces) {
   auto c = parse(
-      "[options]\nInterface = wan0,wan1\nLanInterface = lan0\n"
+      "[options]\nInterface = wan0,wan1\nWanInterface = wan0,wan1\nLanInterface = lan0\n"
       "[profile web6]\ndirection = inbound\nexpose = tcp/443 -> [fd00:50::10]:8443\n"
       "fwmark = 0x1000000/0xf000000\ntable = 200\n"
       "[profile ntp]\ndirection = egress\nsources = fd00:50::20, 192.168.50.21\n"
       "allow = udp/123, icmp\ndestination = 2001:db8:9::/48, 198.51.100.0/24\n");
   std::string t = ruleset_text(c, QueueMode::native);
   ASSERT_EQ(chain(t, "prerouting_nat").size(), 2U);
-  EXPECT_EQ(chain(t, "prerouting_nat")[1],
-            "meta nfproto ipv6 iifname { \"wan0\", \"wan1\" } fib daddr type local tcp dport 443 "
-            "dnat ip6 to [fd00:50::10]:8443");
+  EXPECT_EQ(
+      chain(t, "prerouting_nat")[1],
+      "meta nfproto ipv6 iifname { \"wan0\", \"wan1\" } fib daddr . iif type local tcp dport 443 "
+      "dnat ip6 to [fd00:50::10]:8443");
   auto fwd = chain(t, "forward");
   auto has = [&](const std::string& l) {
     return std::find(fwd.begin(), fwd.end(), l) != fwd.end();
@@ -219,15 +221,104 @@ TEST(NftRuleset, Ipv6AndSeveralWanInterfaces) {
 }
 
 TEST(NftRuleset, NoMarksNoWan) {
+  // A LAN-only gateway: no WAN to forward from, NAT to or drop on.
   auto c = parse(
-      "[options]\nInterface = eth0\n[profile p]\ndirection = inbound\n"
+      "[options]\nInterface = eth0\nLanInterface = eth1\n[profile p]\ndirection = inbound\n"
       "expose = tcp/22 -> 192.168.50.10:22\n");
-  c.options.wan_interfaces.clear();
   std::string t = ruleset_text(c, QueueMode::native);
   EXPECT_EQ(t.find("postrouting_mark"), std::string::npos);  // no marks: nothing to save
   EXPECT_EQ(t.find("ct mark"), std::string::npos);
-  EXPECT_EQ(t.find("iifname"), std::string::npos);
+  EXPECT_EQ(t.find("input_wan"), std::string::npos);
+  EXPECT_EQ(t.find("wan"), std::string::npos);
   EXPECT_EQ(chain(t, "prerouting_nat").size(), 1U);
+  EXPECT_EQ(chain(t, "postrouting_nat").size(), 1U);
+  EXPECT_EQ(chain(t, "management"),
+            (std::vector<std::string>{"iifname { \"eth1\" } accept", "counter drop"}));
+}
+
+// A plain knockd.conf changes nothing in the kernel: no table at all.
+TEST(NftRuleset, HostModeInstallsNothing) {
+  for (const char* name : {"knockd-classic.conf", "knockd-openclose.conf", "debian-default.conf",
+                           "knockd-quirks.conf", "tcpflags.conf", "mixed-proto.conf"}) {
+    auto r = kg::config::parse_file(std::string(KG_TEST_DATA) + "/config/good/" + name);
+    ASSERT_TRUE(r.config.has_value()) << name;
+    EXPECT_EQ(r.config->mode(), kg::config::Mode::host) << name;
+    EXPECT_EQ(ruleset_text(*r.config, QueueMode::native), "") << name;
+    EXPECT_EQ(ruleset_text(*r.config, QueueMode::xt_fallback), "") << name;
+  }
+}
+
+// `expose = self` without interface roles: the grant sets and an input chain, nothing that
+// forwards, translates or queues.
+TEST(NftRuleset, SelfModeIsInputOnly) {
+  auto c = parse(
+      "[options]\nInterface = eth0\n[profile own-ssh]\ndirection = inbound\n"
+      "expose = self tcp/22\nexpose = self udp/1194\n[door]\nsequence = 7000,8000\n"
+      "grant = own-ssh\n");
+  EXPECT_EQ(c.mode(), kg::config::Mode::self);
+  std::string t = ruleset_text(c, QueueMode::native);
+  EXPECT_NE(t.find("\tset grant4_own_ssh {"), std::string::npos);
+  EXPECT_EQ(chain(t, "input"),
+            (std::vector<std::string>{"type filter hook input priority filter; policy accept;",
+                                      "ct state established,related accept",
+                                      "ip saddr @grant4_own_ssh tcp dport 22 accept",
+                                      "ip6 saddr @grant6_own_ssh tcp dport 22 accept",
+                                      "ip saddr @grant4_own_ssh udp dport 1194 accept",
+                                      "ip6 saddr @grant6_own_ssh udp dport 1194 accept",
+                                      "iifname { \"eth0\" } tcp dport { 22 } counter drop",
+                                      "iifname { \"eth0\" } udp dport { 1194 } counter drop"}));
+  for (const char* absent : {"forward", "prerouting", "postrouting", "queue", "verdict", "nat"}) {
+    EXPECT_EQ(t.find(absent), std::string::npos) << absent;
+  }
+}
+
+// The gateway closes itself on the WAN: established, self grants, SPA sockets, the ICMP
+// PMTU and neighbour discovery need, management only from ManagementFrom.
+TEST(NftRuleset, GatewayInputPolicy) {
+  auto c = shipped();
+  std::string t = ruleset_text(c, QueueMode::native);
+  EXPECT_EQ(chain(t, "input"),
+            (std::vector<std::string>{
+                "type filter hook input priority filter; policy accept;", "iif \"lo\" accept",
+                "ct state established,related accept", "ip daddr 127.0.0.0/8 counter drop",
+                "ip6 daddr ::1 counter drop", "iifname { \"kg-wan\" } jump input_wan",
+                "tcp dport { 22, 8080 } jump management"}));
+  EXPECT_EQ(chain(t, "input_wan"),
+            (std::vector<std::string>{
+                "icmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
+                "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, "
+                "parameter-problem } accept",
+                "ip6 hoplimit 255 icmpv6 type { nd-router-advert, nd-neighbor-solicit, "
+                "nd-neighbor-advert } accept",
+                "ip6 saddr fe80::/10 udp dport 546 accept",
+                "tcp dport { 22, 8080 } jump management", "counter drop"}));
+  EXPECT_EQ(chain(t, "management"),
+            (std::vector<std::string>{"iifname { \"kg-lan\" } accept", "counter drop"}));
+
+  auto m = parse(
+      "[options]\nWanInterface = wan0\nLanInterface = lan0\n"
+      "ManagementFrom = 198.51.100.0/24, lan0, 2001:db8:5::7\nManagementPorts = tcp/22,udp/161\n"
+      "WebListen = 10.0.0.1:8443\n"
+      "[profile own]\ndirection = inbound\nexpose = self tcp/2222\n"
+      "[spa s]\nport = 62201\nproto = tcp\ngrant = own\nSOURCE = ANY\nKEY = secret-key-1\n"
+      "[spa u]\nport = 62202\ngrant = own\nSOURCE = ANY\nKEY = secret-key-2\n");
+  std::string mt = ruleset_text(m, QueueMode::native);
+  auto input = chain(mt, "input");
+  ASSERT_EQ(input.size(), 10U);
+  EXPECT_EQ(input[5], "ip saddr @grant4_own tcp dport 2222 accept");
+  EXPECT_EQ(input[6], "ip6 saddr @grant6_own tcp dport 2222 accept");
+  EXPECT_EQ(input[8], "tcp dport { 22, 8443 } jump management");
+  EXPECT_EQ(input[9], "udp dport { 161 } jump management");
+  auto wan = chain(mt, "input_wan");
+  EXPECT_NE(std::find(wan.begin(), wan.end(), "tcp dport { 62201 } accept"), wan.end());
+  EXPECT_EQ(mt.find("62202"), std::string::npos);  // UDP SPA is read by pcap, no socket
+  EXPECT_EQ(chain(mt, "management"),
+            (std::vector<std::string>{"iifname { \"lan0\" } accept",
+                                      "ip saddr { 198.51.100.0/24 } accept",
+                                      "ip6 saddr { 2001:db8:5::7/128 } accept", "counter drop"}));
+  // A self port is never forwarded nor queued.
+  EXPECT_EQ(chain(mt, "prerouting_nat").size(), 1U);
+  EXPECT_EQ(mt.find("2222 dnat"), std::string::npos);
 }
 
 TEST(NftRuleset, ElementAdd) {

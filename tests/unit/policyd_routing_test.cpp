@@ -36,7 +36,8 @@ TEST(PolicydRouting, PriorityFollowsTheTableAndStaysInRange) {
       "[profile a]\ndirection = inbound\nexpose = tcp/22 -> 192.168.50.10:22\n"
       "fwmark = 0x1000000/0xf000000\ntable = 4321\nroute = 10.0.0.0/8 dev eth1\n"
       "route = 2001:db8::/32 via fd00::1\n"
-      "[profile b]\ndirection = inbound\nexpose = tcp/23 -> 192.168.50.10:23\n",
+      "[profile b]\ndirection = inbound\nexpose = tcp/23 -> 192.168.50.10:23\n"
+      "[options]\nWanInterface = eth0\n",
       "t.conf");
   ASSERT_TRUE(parsed.config.has_value());
   auto rules = kg::policyd::wanted_rules(*parsed.config);

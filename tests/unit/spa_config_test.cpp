@@ -12,7 +12,7 @@ namespace kg::config {
 namespace {
 
 constexpr const char* kProfile =
-    "[profile ssh-only]\ndirection = inbound\nexpose = tcp/22 -> 192.168.50.10:22\n";
+    "[profile ssh-only]\ndirection = inbound\nexpose = self tcp/22\n";
 
 std::vector<std::string> errors_of(const ParseResult& r) {
   std::vector<std::string> out;

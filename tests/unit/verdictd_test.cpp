@@ -62,6 +62,7 @@ namespace {
 
 constexpr const char* kConf = R"([options]
   Interface = kg-wan
+  WanInterface = kg-wan
 [profile ssh-only]
   direction = inbound
   expose = tcp/22 -> 192.168.50.10:22
