@@ -134,9 +134,9 @@ class KernelStateTest(unittest.TestCase):
     def assert_shipped_state(self, ssh_sources, syslog_sources=()):
         nft = self.nft_json()
         self.assertIsNotNone(nft, "table inet knockgate missing")
-        self.assertEqual(self.chains(nft), ["forward", "gate", "gate_new", "postrouting_mark",
-                                            "postrouting_nat", "prerouting_nat", "verdict",
-                                            "verdict_queue"])
+        self.assertEqual(self.chains(nft), ["forward", "gate", "gate_new", "input", "input_wan",
+                                            "management", "postrouting_mark", "postrouting_nat",
+                                            "prerouting_nat", "verdict", "verdict_queue"])
         v4 = {s for s in ssh_sources if ":" not in s}
         v6 = {s for s in ssh_sources if ":" in s}
         self.assertEqual(self.elements(nft, "grant4_ssh_only"), v4)
