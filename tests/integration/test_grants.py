@@ -62,6 +62,7 @@ class GrantsTest(unittest.TestCase):
                                                  os.path.join(self.w, "captured.out"))
             self.assertTrue(self.captured.wait_for_output(r"connected to policyd", 5),
                             self.captured.output())
+            self.assertTrue(self.captured.seccomp_filtered(), "captured runs without seccomp")
 
     # --- helpers
     def start_policyd(self):
@@ -70,6 +71,7 @@ class GrantsTest(unittest.TestCase):
             "gw", [POLICYD, "-c", self.conf, "-v"],
             os.path.join(self.w, "policyd%d.out" % GrantsTest.starts))
         self.assertTrue(self.policyd.wait_for_output(r"ready:", 10), self.policyd.output())
+        self.assertTrue(self.policyd.seccomp_filtered(), "policyd runs without seccomp")
 
     def ctl(self, *args, check=True):
         r = self.lab.run("gw", [CTL, "-c", self.conf] + list(args), check=False)

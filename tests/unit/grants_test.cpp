@@ -3,10 +3,10 @@
 // recording GrantInstaller), restart after a crash; the broadcast (sequence numbers,
 // chunked snapshots, slow subscribers); the control commands (parsing, output, exit
 // codes, roles).
-#include <array>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <filesystem>
@@ -227,8 +227,8 @@ TEST_F(GrantsTest, KnockOrSpaFromAnAddressThatIsNeverAClientGrantsNothing) {
   d.grant = "ssh-only";
   open_core({profile("ssh-only", 1h, 8h)}, {d});
   uint64_t event_id = 0;
-  for (const char* spoofed : {"127.0.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::",
-                              "::1", "ff02::1", "::ffff:198.51.100.7"}) {
+  for (const char* spoofed : {"127.0.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "::1",
+                              "ff02::1", "::ffff:198.51.100.7"}) {
     for (bool spa : {false, true}) {
       KnockEventData ev;
       ev.sender_boot_id = 7;
@@ -702,9 +702,8 @@ TEST_F(ControlTest, GrantForAnAddressThatIsNeverAClientIsRefused) {
   for (const auto& [source, why] : cases) {
     auto g = ctl("grant", {source, "ssh-only"});
     EXPECT_EQ(g.exit_code, 2) << source;
-    EXPECT_EQ(g.err,
-              "refusing a grant for " + std::string(source) + ": " + why +
-                  " is never a client's source")
+    EXPECT_EQ(g.err, "refusing a grant for " + std::string(source) + ": " + why +
+                         " is never a client's source")
         << source;
     auto many = ctl("grant-many", {"ssh-only", "203.0.113.10", source});
     EXPECT_EQ(many.exit_code, 2) << source;

@@ -7,11 +7,14 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
@@ -78,6 +81,19 @@ int try_fork() {
   return 0;
 }
 
+// A listening Unix socket in the abstract namespace: 0 when it listens.
+int try_listen() {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return errno;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string name = "kg-seccomp-test-" + std::to_string(::getpid());
+  std::memcpy(addr.sun_path + 1, name.data(), name.size());
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) return errno;
+  return ::listen(fd, 1) == 0 ? 0 : errno;
+}
+
 void expect_no_exec_and_unix_only(const Profile& p) {
   EXPECT_EQ(in_child(p, [] { return try_socket(AF_UNIX); }), 0) << p.daemon;
   EXPECT_EQ(in_child(p, [] { return try_socket(AF_UNIX, SOCK_DGRAM); }), 0) << p.daemon;
@@ -95,6 +111,7 @@ void expect_no_exec_and_unix_only(const Profile& p) {
             kKilled)
       << p.daemon;
   EXPECT_EQ(in_child(p, try_thread), 0) << p.daemon;
+  EXPECT_EQ(in_child(p, try_listen), kKilled) << p.daemon;  // no new server socket
   if (!kSanitizerBuild) {
     EXPECT_EQ(in_child(p, try_fork), kKilled) << p.daemon;
   }
@@ -111,6 +128,7 @@ TEST(SeccompProfiles, CapturedWithStreamSpaDoorsMayMakeTcpSocketsButStillNeverEx
   EXPECT_EQ(in_child(p, [] { return try_socket(AF_INET); }), 0);
   EXPECT_EQ(in_child(p, [] { return try_socket(AF_INET6); }), 0);
   EXPECT_EQ(in_child(p, [] { return try_socket(AF_PACKET, SOCK_RAW); }), EPERM);
+  EXPECT_EQ(in_child(p, try_listen), 0);  // the SPA listeners are reopened on reload
   EXPECT_EQ(in_child(p, try_exec), kKilled);
 }
 
@@ -141,9 +159,9 @@ TEST(SeccompProfiles, PolicydRunsCommandsButCannotChangeTheKernelItself) {
   EXPECT_EQ(in_child(p, try_fork), 0);
   EXPECT_EQ(in_child(p, [] { return ::mount("none", "/mnt", "tmpfs", 0, nullptr); }), kKilled);
   EXPECT_EQ(in_child(p, [] { return ::unshare(CLONE_NEWNET) == 0 ? 0 : errno; }), kKilled);
-  EXPECT_EQ(in_child(p,
-                     [] { return static_cast<int>(::syscall(SYS_init_module, nullptr, 0, "")); }),
-            kKilled);
+  EXPECT_EQ(
+      in_child(p, [] { return static_cast<int>(::syscall(SYS_init_module, nullptr, 0, "")); }),
+      kKilled);
 }
 
 TEST(SeccompProfiles, LogModeLetsAViolationPass) {
