@@ -43,8 +43,8 @@ Error failure(std::string_view daemon, const std::string& what, int rc) {
 
 // LeakSanitizer stops the world at exit with a clone()d tracer that ptraces the threads.
 const std::vector<std::string_view>& sanitizer_syscalls() {
-  static const std::vector<std::string_view> list = {"ptrace", "wait4",       "waitid",
-                                                     "prctl",  "personality", "getppid"};
+  static const std::vector<std::string_view> list = {
+      "ptrace", "wait4", "waitid", "prctl", "personality", "getppid", "getdents"};
   return list;
 }
 

@@ -184,10 +184,6 @@ class StaleSweep(unittest.TestCase):
             kglab._bash_lab("lab_down", tag)
 
 
-if __name__ == "__main__":
-    kglab.main()
-
-
 BUILD = os.environ.get("KG_BUILD_DIR") or os.path.join(kglab.SOURCE_DIR, "build", "debug")
 DAEMONS = ("policyd", "captured", "verdictd", "webd")
 
@@ -273,3 +269,7 @@ class LabAppliances(unittest.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(dirs[1], "knockgate.conf")))
         self.assertTrue(alive(self.sleeper.pid), "down of a test tag hit the default tag's pid")
         self.assertTrue(os.path.isfile(os.path.join(self.base, "policyd.pid")))
+
+
+if __name__ == "__main__":
+    kglab.main()

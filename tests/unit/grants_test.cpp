@@ -703,7 +703,7 @@ TEST_F(ControlTest, GrantForAnAddressThatIsNeverAClientIsRefused) {
     auto g = ctl("grant", {source, "ssh-only"});
     EXPECT_EQ(g.exit_code, 2) << source;
     EXPECT_EQ(g.err, "refusing a grant for " + std::string(source) + ": " + why +
-                         " is never a client's source")
+                         " is never a client's source\n")
         << source;
     auto many = ctl("grant-many", {"ssh-only", "203.0.113.10", source});
     EXPECT_EQ(many.exit_code, 2) << source;
