@@ -8,7 +8,8 @@ build_pkgs=(build-essential cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcap-dev libnl-3-dev libnl-route-3-dev libnl-nf-3-dev
   libnetfilter-queue-dev libnetfilter-conntrack-dev libmnl-dev libnftables-dev libnftnl-dev
-  libboost-dev libboost-system-dev libsqlite3-dev libssl-dev libsodium-dev libsystemd-dev)
+  libboost-dev libboost-system-dev libsqlite3-dev libssl-dev libsodium-dev libsystemd-dev
+  libseccomp-dev)
 run_pkgs=(nftables iproute2 conntrack sqlite3 procps
   openssh-server openssh-client rsyslog socat python3)  # the lab: SSH host, syslog server, console forward
 test_pkgs=(knockd fwknop-client fwknop-server hping3 tcpdump iputils-ping netcat-openbsd

@@ -7,7 +7,14 @@
 #   appliance_stop  TAG             stops what appliance_start started
 #   appliance_tour  TAG BIN_DIR     knock, SSH in, the grant in the console, revoke, expiry
 
-KG_LAB_DIR=${KG_LAB_DIR:-/tmp/knockgate-lab}
+# Every tag has its own directory (config, database, pid files), so stopping one lab never
+# touches another lab's daemons: the default tag kg uses $KG_LAB_DIR (default
+# /tmp/knockgate-lab), any other tag $KG_LAB_DIR-TAG. vm/lab.sh sets KG_LAB_DIR from it.
+KG_LAB_BASE=${KG_LAB_DIR:-/tmp/knockgate-lab}
+KG_LAB_DIR=$KG_LAB_BASE
+appliance_dir() {
+  if [[ $1 == kg ]]; then echo "$KG_LAB_BASE"; else echo "$KG_LAB_BASE-$1"; fi
+}
 KG_CONSOLE_PORT=${KG_CONSOLE_PORT:-8080}
 KG_LAB_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -115,9 +122,11 @@ appliance_start() {
   fi
   if [[ -x $bin/webd/knockgate-webd ]]; then
     # The console's login: admin with a password made for this lab.
+    # Only root may read it (0600), whoever made the file first.
     if [[ ! -s $KG_LAB_DIR/console-password ]]; then
-      head -c 12 /dev/urandom | base64 | tr -d '/+=' >"$KG_LAB_DIR/console-password"
+      (umask 077 && head -c 12 /dev/urandom | base64 | tr -d '/+=' >"$KG_LAB_DIR/console-password")
     fi
+    chmod 600 "$KG_LAB_DIR/console-password"
     "$bin/ctl/knockgatectl" passwd -c "$conf" --stdin admin <"$KG_LAB_DIR/console-password" \
       >/dev/null
     _app_spawn "$tag" gw webd "$bin/webd/knockgate-webd" -c "$conf"
@@ -144,7 +153,6 @@ appliance_stop() {
     kill -9 "$pid" 2>/dev/null || true
     rm -f "$KG_LAB_DIR/$name.pid"
   done
-  pkill -f "socat TCP-LISTEN:$KG_CONSOLE_PORT,bind=127.0.0.1" 2>/dev/null || true
 }
 
 _tour_step() { printf '\n== %s\n' "$*"; }

@@ -12,7 +12,9 @@
 #   vm/lab.sh [-t TAG] stop              stop what start started
 #   vm/lab.sh [-t TAG] tour [BIN_DIR]    knock, SSH in, the grant in the console, revoke, expiry
 #
-# TAG (default: $LAB_TAG or "kg") prefixes every namespace, so labs can run side by side.
+# TAG (default: $LAB_TAG or "kg") prefixes every namespace, so labs can run side by side;
+# the appliance's files are in $KG_LAB_DIR (default /tmp/knockgate-lab) for the tag kg and
+# in $KG_LAB_DIR-TAG for any other tag.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,7 +24,7 @@ source "$here/lablib.sh"
 source "$here/appliance.sh"
 
 usage() {
- sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+ sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -46,6 +48,8 @@ done
 cmd="$1"
 shift
 LAB_TAG="$tag"
+_lab_check_tag "$tag" || exit 2
+KG_LAB_DIR=$(appliance_dir "$tag")
 
 host_ns() {
   local host="$1" ns

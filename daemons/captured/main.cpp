@@ -3,6 +3,7 @@
 // completed knocks to policyd. It never runs commands.
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "config/one_time.h"
 #include "config/values.h"
 #include "daemon.h"
+#include "seccomp_profile.h"
 
 namespace {
 
@@ -132,9 +134,16 @@ int main(int argc, char** argv) {
   log::info("running as " + setup.config.options.capture_user + " (uid " +
             std::to_string(user->uid) + "), no capabilities");
 
+  const bool stream_spa_doors =
+      std::any_of(setup.config.spa_doors.begin(), setup.config.spa_doors.end(),
+                  [](const auto& d) { return d.transport != spa::Transport::udp; });
   boost::asio::io_context io;
   captured::Daemon daemon(io, std::move(setup));
   if (auto r = daemon.start(); !r) {
+    log::error(r.error().message);
+    return 1;
+  }
+  if (auto r = seccomp::apply(captured::seccomp_profile(stream_spa_doors)); !r) {
     log::error(r.error().message);
     return 1;
   }

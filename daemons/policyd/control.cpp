@@ -372,6 +372,11 @@ ipc::ControlReply Control::handle(const Caller& caller, const ipc::ControlReques
       if (!addr) {
         return reply(rid, exit_code::usage, "", "not an IP address: '" + args.positional[k] + "'");
       }
+      if (auto why = never_a_client(*addr)) {
+        return reply(rid, exit_code::usage, "",
+                     "refusing a grant for " + args.positional[k] + ": " + std::string(*why) +
+                         " is never a client's source");
+      }
       sources.push_back(*addr);
     }
     if (core_.find_profile(profile) == nullptr) {

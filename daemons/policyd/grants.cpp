@@ -174,6 +174,22 @@ Result<PolicyCore::GrantResult> PolicyCore::grant_in_txn(
   // The audit's door column names a door only for knocks; ctl/api origins are in detail.
   const std::string_view door = method == ipc::GrantMethod::knock ? origin : std::string_view();
   GrantResult result;
+  if (auto why = never_a_client(source)) {
+    // Only a spoofed packet carries such a source; every path (knock, SPA, ctl, API)
+    // comes through here. Audited, never stored as a grant, never installed.
+    result.grant.source = src;
+    result.grant.profile = profile.name;
+    result.grant.method = ipc::grant_method_name(method);
+    result.grant.origin = std::string(origin);
+    result.grant.state = "refused";
+    result.grant.failure = src + " is " + std::string(*why) + ", never a client's source";
+    result.status = GrantStatus::failed;
+    auto au = store_->append_audit(now, audit_kind::grant_requested, door, src,
+                                   "profile " + profile.name + " refused: " + result.grant.failure);
+    if (!au) return au.error();
+    kg::log::warn("no grant of " + profile.name + ": " + result.grant.failure);
+    return result;
+  }
   if (Active* a = find_active(src, profile.name)) {
     result.grant = a->row;
     const int64_t wanted = std::min(now + seconds_ns(lifetime), a->row.max_expires_ns);

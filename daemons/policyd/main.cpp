@@ -38,6 +38,7 @@
 #include "policyd/control.h"
 #include "policyd/kernel_state.h"
 #include "policyd/policy.h"
+#include "policyd/seccomp_profile.h"
 
 namespace {
 
@@ -204,6 +205,9 @@ class Daemon {
     signals_.add(SIGINT);
     signals_.add(SIGHUP);
     wait_signal();
+    if (auto filtered = kg::seccomp::apply(kg::policyd::seccomp_profile()); !filtered) {
+      return fail(filtered.error().message);
+    }
 
     kg::log::info("ready: database " + config_.options.database + ", " +
                   std::to_string(config_.doors.size()) + " door(s), " +

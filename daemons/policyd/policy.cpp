@@ -193,7 +193,7 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
   const DoorActions* door = find_door(event.door);
   const GrantProfile* profile =
       door != nullptr && !door->grant.empty() ? find_profile(door->grant) : nullptr;
-  if (profile != nullptr && observer_ != nullptr) {
+  if (profile != nullptr && observer_ != nullptr && !never_a_client(event.source)) {
     // Before the commit: verdictd holds this source's SYNs until the grant is in.
     observer_->grant_pending(event.source, profile->name,
                              now + static_cast<int64_t>(pending_hold_.count()) * 1'000'000);

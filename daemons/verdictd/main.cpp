@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "daemon.h"
 #include "privileges.h"
+#include "seccomp_profile.h"
 
 namespace {
 
@@ -97,6 +98,10 @@ int main(int argc, char** argv) {
   boost::asio::io_context io;
   verdictd::Daemon daemon(io, std::move(setup));
   if (auto r = daemon.start(); !r) {
+    log::error(r.error().message);
+    return 1;
+  }
+  if (auto r = seccomp::apply(verdictd::seccomp_profile()); !r) {
     log::error(r.error().message);
     return 1;
   }

@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "webd/app.h"
 #include "webd/policy_link.h"
+#include "webd/seccomp_profile.h"
 #include "webd/server.h"
 #include "webd/static_files.h"
 #include "webd/stream_hub.h"
@@ -180,6 +181,10 @@ int run(const std::string& config_path) {
     return 1;
   }
   server.start();
+  if (auto r = kg::seccomp::apply(kg::webd::seccomp_profile()); !r) {
+    kg::log::error(r.error().message);
+    return 1;
+  }
   std::string where;
   for (const auto& e : server.endpoints()) {
     std::ostringstream s;

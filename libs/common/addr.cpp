@@ -66,4 +66,29 @@ std::string IpPrefix::str() const {
   return addr.str() + "/" + std::to_string(length);
 }
 
+std::optional<std::string_view> never_a_client(const IpAddr& a) {
+  const uint8_t* b = a.data();
+  if (a.is_v4()) {
+    if (b[0] == 0) return "an unspecified address (0.0.0.0/8)";
+    if (b[0] == 127) return "a loopback address (127.0.0.0/8)";
+    if ((b[0] & 0xF0U) == 0xE0U) return "a multicast address (224.0.0.0/4)";
+    if (b[0] == 255 && b[1] == 255 && b[2] == 255 && b[3] == 255) {
+      return "the broadcast address (255.255.255.255)";
+    }
+    return std::nullopt;
+  }
+  if (a.is_v6()) {
+    static constexpr uint8_t kZero[16] = {};
+    static constexpr uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF};
+    if (std::memcmp(b, kZero, 16) == 0) return "the unspecified address (::)";
+    if (std::memcmp(b, kZero, 15) == 0 && b[15] == 1) return "the loopback address (::1)";
+    if (b[0] == 0xFF) return "a multicast address (ff00::/8)";
+    if (std::memcmp(b, kMappedPrefix, 12) == 0) {
+      return "an IPv4-mapped address (::ffff:0:0/96)";
+    }
+    return std::nullopt;
+  }
+  return "no address";
+}
+
 }  // namespace kg

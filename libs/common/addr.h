@@ -74,4 +74,11 @@ struct IpPrefix {
   friend bool operator==(const IpPrefix&, const IpPrefix&) = default;
 };
 
+// Why `a` can never be the source of a client's packets, or nullopt when it can be:
+// unspecified (0.0.0.0/8, ::), limited broadcast (255.255.255.255), multicast
+// (224.0.0.0/4, ff00::/8), loopback (127.0.0.0/8, ::1) or IPv4-mapped IPv6
+// (::ffff:0:0/96, which never appears on the wire). A grant for such an address could
+// only open the gate to spoofed packets. An empty address is "no address".
+std::optional<std::string_view> never_a_client(const IpAddr& a);
+
 }  // namespace kg

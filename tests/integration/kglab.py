@@ -160,6 +160,26 @@ class Daemon:
     def alive(self):
         return self.proc.poll() is None
 
+    def seccomp_filtered(self, timeout=3.0):
+        """True once the process runs under a seccomp filter with no_new_privs set
+        (/proc/PID/status: Seccomp 2, NoNewPrivs 1); the daemons install theirs after
+        start-up."""
+        end = time.monotonic() + timeout
+        while self.alive():
+            try:
+                with open("/proc/%d/status" % self.pid) as f:
+                    status = dict(line.rstrip("\n").split(":\t", 1) for line in f
+                                  if ":\t" in line)
+            except FileNotFoundError:
+                return False
+            if status.get("Seccomp", "").strip() == "2" and \
+                    status.get("NoNewPrivs", "").strip() == "1":
+                return True
+            if time.monotonic() >= end:
+                return False
+            time.sleep(0.02)
+        return False
+
     def returncode(self):
         return self.proc.poll()
 

@@ -62,6 +62,7 @@ class GrantsTest(unittest.TestCase):
                                                  os.path.join(self.w, "captured.out"))
             self.assertTrue(self.captured.wait_for_output(r"connected to policyd", 5),
                             self.captured.output())
+            self.assertTrue(self.captured.seccomp_filtered(), "captured runs without seccomp")
 
     # --- helpers
     def start_policyd(self):
@@ -70,6 +71,7 @@ class GrantsTest(unittest.TestCase):
             "gw", [POLICYD, "-c", self.conf, "-v"],
             os.path.join(self.w, "policyd%d.out" % GrantsTest.starts))
         self.assertTrue(self.policyd.wait_for_output(r"ready:", 10), self.policyd.output())
+        self.assertTrue(self.policyd.seccomp_filtered(), "policyd runs without seccomp")
 
     def ctl(self, *args, check=True):
         r = self.lab.run("gw", [CTL, "-c", self.conf] + list(args), check=False)
@@ -157,6 +159,15 @@ class GrantsTest(unittest.TestCase):
         self.assertEqual(self.ctl("revoke", str(r["id"]), check=False).returncode, 3)
         self.assertEqual(self.ctl("grant", "198.51.100.9", "nope", check=False).returncode, 3)
         self.assertEqual(self.ctl("grant", "bogus", check=False).returncode, 2)
+        # Addresses that can never be a client's source are refused with the reason.
+        for source, why in (("127.0.0.1", "a loopback address (127.0.0.0/8)"),
+                            ("224.0.0.1", "a multicast address (224.0.0.0/4)"),
+                            ("::ffff:198.51.100.9", "an IPv4-mapped address (::ffff:0:0/96)")):
+            bad = self.ctl("grant", source, "ssh-only", check=False)
+            self.assertEqual(bad.returncode, 2, bad.stdout + bad.stderr)
+            self.assertIn("refusing a grant for %s: %s is never a client's source" % (source, why),
+                          bad.stderr)
+            self.assertEqual(self.ctl_json("grants", "--source", source)["grants"], [])
         # Expiry on time (the kernel element has its own timeout too).
         self.wait(lambda: not self.active("198.51.100.7"), 4, "expiry")
         self.assertNotIn("198.51.100.7", self.set_elements())

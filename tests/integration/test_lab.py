@@ -5,8 +5,11 @@ parallel labs, and that nothing is left behind in the root namespace."""
 import os
 import re
 import shutil
+import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 
@@ -41,9 +44,9 @@ def root_state():
     return state
 
 
-def lab_sh(tag, *args, check=True):
+def lab_sh(tag, *args, check=True, env=None, timeout=60):
     r = subprocess.run([LAB_SH, "-t", tag] + list(args), capture_output=True, text=True,
-                       timeout=60)
+                       timeout=timeout, env=env)
     if check and r.returncode != 0:
         raise AssertionError("lab.sh %s: rc %d\n%s%s" % (" ".join(args), r.returncode,
                                                          r.stdout, r.stderr))
@@ -179,6 +182,93 @@ class StaleSweep(unittest.TestCase):
             self.assertEqual([n for n in kglab._netns_list() if n.startswith(tag + "-")], [])
         finally:
             kglab._bash_lab("lab_down", tag)
+
+
+BUILD = os.environ.get("KG_BUILD_DIR") or os.path.join(kglab.SOURCE_DIR, "build", "debug")
+DAEMONS = ("policyd", "captured", "verdictd", "webd")
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is not running any more.
+    with open("/proc/%d/stat" % pid) as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def proc_status(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def daemon_pid(lab_dir, name):
+    """The daemon's own pid: the pid file holds `ip netns exec`'s, which execs it."""
+    with open(os.path.join(lab_dir, name + ".pid")) as f:
+        return int(f.read())
+
+
+class LabAppliances(unittest.TestCase):
+    """Two appliances side by side: `down` of one tag leaves the other's daemons and
+    files alone, and neither touches the default tag's directory."""
+
+    def setUp(self):
+        if not os.path.exists(os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")):
+            self.skipTest("daemons not built in " + BUILD)
+        self.base = tempfile.mkdtemp(prefix="kg-labdir-")
+        self.env = dict(os.environ, KG_LAB_DIR=self.base)
+        pid = os.getpid() % 100000
+        self.tags = ["kgi%dapa" % pid, "kgi%dapb" % pid]
+        self.ports = [str(20000 + pid % 20000), str(40000 + pid % 20000)]
+        self.sleeper = None
+
+    def tearDown(self):
+        for tag, port in zip(self.tags, self.ports):
+            lab_sh(tag, "down", check=False, env=dict(self.env, KG_CONSOLE_PORT=port))
+        if self.sleeper is not None:
+            self.sleeper.kill()
+            self.sleeper.wait()
+        shutil.rmtree(self.base, ignore_errors=True)
+        for tag in self.tags:
+            shutil.rmtree(self.base + "-" + tag, ignore_errors=True)
+
+    def test_down_of_one_tag_leaves_other_labs_alone(self):
+        # What the default tag's running lab would have in its directory.
+        self.sleeper = subprocess.Popen(["sleep", "120"])
+        with open(os.path.join(self.base, "policyd.pid"), "w") as f:
+            f.write("%d\n" % self.sleeper.pid)
+        bin_dir = os.path.join(BUILD, "daemons")
+        dirs = [self.base + "-" + tag for tag in self.tags]
+        for tag, port in zip(self.tags, self.ports):
+            env = dict(self.env, KG_CONSOLE_PORT=port)
+            lab_sh(tag, "up", "full", env=env)
+            lab_sh(tag, "start", bin_dir, env=env, timeout=120)
+        pids = []
+        for d in dirs:
+            by_name = {name: daemon_pid(d, name) for name in DAEMONS}
+            for name, pid in by_name.items():
+                self.assertTrue(alive(pid), "%s of %s is not running" % (name, d))
+                st = proc_status(pid)
+                # Every daemon runs under its seccomp allow-list (mode 2: filter).
+                self.assertEqual(st["Seccomp"].strip(), "2", "%s of %s" % (name, d))
+                self.assertEqual(st["NoNewPrivs"].strip(), "1", "%s of %s" % (name, d))
+            pids.append(by_name)
+            mode = stat.S_IMODE(os.stat(os.path.join(d, "console-password")).st_mode)
+            self.assertEqual(mode, 0o600, "%s/console-password is %o" % (d, mode))
+
+        lab_sh(self.tags[0], "down", env=dict(self.env, KG_CONSOLE_PORT=self.ports[0]))
+        for name, pid in pids[0].items():
+            deadline = time.monotonic() + 5
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            self.assertFalse(alive(pid), "%s of the downed lab still runs" % name)
+        for name, pid in pids[1].items():
+            self.assertTrue(alive(pid), "down of %s stopped %s of %s" % (self.tags[0], name,
+                                                                         self.tags[1]))
+        self.assertTrue(os.path.isfile(os.path.join(dirs[1], "knockgate.conf")))
+        self.assertTrue(alive(self.sleeper.pid), "down of a test tag hit the default tag's pid")
+        self.assertTrue(os.path.isfile(os.path.join(self.base, "policyd.pid")))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ class VerdictdTest(unittest.TestCase):
     def test_privileges_net_admin_only(self):
         d = self.start()
         # `ip netns exec` execs the daemon: the Popen pid is verdictd itself.
+        self.assertTrue(d.seccomp_filtered(), "verdictd runs without seccomp")
         caps = vl.capabilities(d.pid)
         self.assertEqual(int(caps["CapEff"], 16), 1 << 12, caps)  # CAP_NET_ADMIN
         self.assertEqual(int(caps["CapPrm"], 16), 1 << 12, caps)

@@ -149,6 +149,7 @@ class Appliance:
                                    os.path.join(self.w, "webd.out"))
         assert self.webd.wait_for_output(r"listening on", 10), self.webd.output()
         assert self.webd.wait_for_output(r"connected to policyd", 10), self.webd.output()
+        assert self.webd.seccomp_filtered(), "webd runs without seccomp"
 
     def conn(self, host="127.0.0.1", ns_host="gw"):
         return Connection(self.lab.ns(ns_host), host, self.port)

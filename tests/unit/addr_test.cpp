@@ -51,5 +51,29 @@ TEST(IpPrefix, ContainsByPrefixLength) {
   EXPECT_FALSE(IpPrefix::parse("10.0.0.0/8x"));
 }
 
+TEST(NeverAClient, RefusesAddressesNoClientCanSendFrom) {
+  for (const char* text : {"0.0.0.0", "0.1.2.3", "255.255.255.255", "224.0.0.1", "239.255.255.255",
+                           "127.0.0.1", "127.255.0.9", "::", "::1", "ff02::1", "ff0e::1234",
+                           "::ffff:192.0.2.1", "::ffff:127.0.0.1"}) {
+    auto a = IpAddr::parse(text);
+    ASSERT_TRUE(a) << text;
+    EXPECT_TRUE(never_a_client(*a)) << text;
+  }
+  EXPECT_EQ(never_a_client(*IpAddr::parse("::ffff:192.0.2.1")),
+            "an IPv4-mapped address (::ffff:0:0/96)");
+  EXPECT_EQ(never_a_client(*IpAddr::parse("224.0.0.1")), "a multicast address (224.0.0.0/4)");
+  EXPECT_TRUE(never_a_client(IpAddr{}));
+}
+
+TEST(NeverAClient, AcceptsOrdinarySources) {
+  for (const char* text : {"1.0.0.0", "192.0.2.1", "198.51.100.8", "223.255.255.255", "240.0.0.1",
+                           "255.255.255.254", "10.0.0.1", "2001:db8::1", "fe80::1", "::2",
+                           "::0.0.0.2", "fe00::1", "2001:db8::ffff:c000:201"}) {
+    auto a = IpAddr::parse(text);
+    ASSERT_TRUE(a) << text;
+    EXPECT_FALSE(never_a_client(*a)) << text;
+  }
+}
+
 }  // namespace
 }  // namespace kg

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <filesystem>
@@ -218,6 +219,47 @@ TEST_F(GrantsTest, UnknownProfileIsAuditedNotGranted) {
   ASSERT_TRUE(core_->handle_knock(ev));
   EXPECT_TRUE(rows().empty());
   EXPECT_EQ(audit_count("grant_requested"), 1u);
+}
+
+TEST_F(GrantsTest, KnockOrSpaFromAnAddressThatIsNeverAClientGrantsNothing) {
+  DoorActions d;
+  d.name = "openSSH";
+  d.grant = "ssh-only";
+  open_core({profile("ssh-only", 1h, 8h)}, {d});
+  uint64_t event_id = 0;
+  for (const char* spoofed : {"127.0.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "::1",
+                              "ff02::1", "::ffff:198.51.100.7"}) {
+    for (bool spa : {false, true}) {
+      KnockEventData ev;
+      ev.sender_boot_id = 7;
+      ev.event_id = ++event_id;
+      ev.door = "openSSH";
+      ev.source = ip(spoofed);
+      if (spa) {
+        ev.spa = true;
+        std::array<uint8_t, 32> key{};
+        key.fill(static_cast<uint8_t>(event_id));
+        ev.spa_replay_key = key;
+      }
+      auto r = core_->handle_knock(ev);
+      ASSERT_TRUE(r) << spoofed << ": " << r.error().message;
+    }
+  }
+  EXPECT_TRUE(rows().empty());
+  EXPECT_TRUE(installer_.added.empty());
+  EXPECT_TRUE(observer_.changes.empty());  // not even a pending hold
+  EXPECT_EQ(audit_count("grant_requested"), 16u);
+  EXPECT_EQ(audit_count("grant_create"), 0u);
+
+  // The same check for a direct grant (the control API's path).
+  auto r = core_->grant(ip("127.0.0.2"), "ssh-only", kg::ipc::GrantMethod::ctl, "ctl:test",
+                        std::nullopt);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, PolicyCore::GrantStatus::failed);
+  EXPECT_EQ(r->grant.failure,
+            "127.0.0.2 is a loopback address (127.0.0.0/8), never a client's source");
+  EXPECT_TRUE(rows().empty());
+  EXPECT_EQ(grant("203.0.113.10", "ssh-only").status, PolicyCore::GrantStatus::created);
 }
 
 TEST_F(GrantsTest, KnockingAgainExtendsInsteadOfStackingAndStopsAtTheMaximum) {
@@ -645,6 +687,30 @@ TEST_F(ControlTest, UsageAndUnknowns) {
   EXPECT_EQ(ctl("grants", {"--source"}).exit_code, 2);
   EXPECT_EQ(ctl("audit", {"--limit", "0"}).exit_code, 2);
   EXPECT_EQ(ctl("audit", {"--since", "yesterday"}).exit_code, 2);
+}
+
+TEST_F(ControlTest, GrantForAnAddressThatIsNeverAClientIsRefused) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"0.0.0.0", "an unspecified address (0.0.0.0/8)"},
+      {"::", "the unspecified address (::)"},
+      {"255.255.255.255", "the broadcast address (255.255.255.255)"},
+      {"239.1.2.3", "a multicast address (224.0.0.0/4)"},
+      {"ff05::2", "a multicast address (ff00::/8)"},
+      {"127.0.0.1", "a loopback address (127.0.0.0/8)"},
+      {"::1", "the loopback address (::1)"},
+      {"::ffff:203.0.113.10", "an IPv4-mapped address (::ffff:0:0/96)"}};
+  for (const auto& [source, why] : cases) {
+    auto g = ctl("grant", {source, "ssh-only"});
+    EXPECT_EQ(g.exit_code, 2) << source;
+    EXPECT_EQ(g.err, "refusing a grant for " + std::string(source) + ": " + why +
+                         " is never a client's source\n")
+        << source;
+    auto many = ctl("grant-many", {"ssh-only", "203.0.113.10", source});
+    EXPECT_EQ(many.exit_code, 2) << source;
+  }
+  auto web = run(kg::ipc::Role::webd, "grant", {"--as", "alice", "127.0.0.1", "ssh-only"});
+  EXPECT_EQ(web.exit_code, 2);
+  EXPECT_EQ(ctl("grants", {"--all", "--json"}).out, "{\"grants\":[]}\n");
 }
 
 TEST_F(ControlTest, RolesAndAs) {

@@ -1,0 +1,33 @@
+#include "seccomp_profile.h"
+
+#include <sys/socket.h>
+
+namespace kg::policyd {
+
+seccomp::Profile seccomp_profile() {
+  seccomp::Profile p;
+  p.daemon = "knockgate-policyd";
+  // The coarsest list: policyd opens netlink sockets per kernel change (nftables,
+  // routes, conntrack), keeps SQLite files, and runs the admin's knockd-style commands
+  // through /bin/sh, which inherit this filter. So it allows fork and exec and what
+  // ordinary command-line tools (sh, ip, nft, iptables, logger) use on files and
+  // processes; it still refuses what changes the kernel itself (modules, mounts, kexec,
+  // reboot, bpf, ptrace of others, namespaces, clock, swap, keyrings, perf).
+  p.socket_domains = {AF_UNIX, AF_NETLINK, AF_INET, AF_INET6};
+  p.may_spawn = true;
+  p.syscalls = {
+      // SQLite, the one-time sequence files, the runtime directory, the control socket
+      "bind", "listen", "rename", "renameat", "renameat2", "unlink", "unlinkat", "fchmod",
+      "fchmodat", "chmod", "fchown", "fchownat", "chown", "lchown", "mkdir", "mkdirat", "rmdir",
+      "link", "linkat", "symlink", "symlinkat", "utimensat", "utimes", "truncate", "flock",
+      "fallocate", "fadvise64", "sendfile", "copy_file_range", "splice", "close_range",
+      // processes: posix_spawn, waiting, signalling its commands, what sh and tools do
+      "chdir", "fchdir", "setsid", "setpgid", "getpgid", "getpgrp", "getsid", "getppid", "kill",
+      "pipe", "setuid", "setgid", "setgroups", "setresuid", "setresgid", "setreuid", "setregid",
+      "setfsuid", "setfsgid", "capset", "prctl", "times", "alarm", "setitimer", "getitimer",
+      "pause", "rt_sigsuspend", "rt_sigqueueinfo", "getpriority", "setpriority", "sched_getparam",
+      "sched_getscheduler", "personality", "memfd_create", "ioprio_get"};
+  return p;
+}
+
+}  // namespace kg::policyd
