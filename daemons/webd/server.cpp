@@ -1,11 +1,16 @@
 #include "webd/server.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cerrno>
+#include <cstring>
 #include <deque>
 #include <optional>
 #include <sstream>
@@ -233,9 +238,46 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
 
 }  // namespace
 
+namespace {
+
+constexpr std::chrono::milliseconds kFirstAcceptPause{100};
+constexpr std::chrono::milliseconds kLongestAcceptPause{1000};
+constexpr std::chrono::seconds kRecoveredAfter{1};
+
+// accept(2) failures that mean "out of descriptors or memory", which retrying at once
+// cannot fix.
+bool out_of_resources(const error_code& ec) {
+  namespace errc = boost::system::errc;
+  return ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system ||
+         ec == errc::no_buffer_space || ec == errc::not_enough_memory;
+}
+
+}  // namespace
+
+void ensure_descriptor_limit(size_t max_connections) {
+  const rlim_t needed = max_connections + kReservedDescriptors;
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    log::warn(std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
+    return;
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
+    struct rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? needed : std::min(needed, limit.rlim_max);
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
+    log::warn("open files limit (RLIMIT_NOFILE) is " + std::to_string(limit.rlim_cur) +
+              ", below the " + std::to_string(needed) + " that " + std::to_string(max_connections) +
+              " connections need; webd pauses accepting when it runs out");
+  }
+}
+
 Server::Server(asio::io_context& io, App& app, StreamHub& hub, ServerOptions options,
                asio::ssl::context* tls)
-    : io_(io), shared_(std::make_shared<Shared>(Shared{app, hub, options, tls})) {}
+    : io_(io),
+      shared_(std::make_shared<Shared>(Shared{app, hub, options, tls})),
+      recovery_timer_(io) {}
 
 Server::~Server() {
   stop();
@@ -255,6 +297,7 @@ Result<Ok> Server::listen(const tcp::endpoint& endpoint) {
     return Error{"listen on " + where.str() + ": " + ec.message()};
   }
   acceptors_.push_back(std::move(acceptor));
+  retry_timers_.push_back(std::make_unique<asio::steady_timer>(io_));
   return Ok{};
 }
 
@@ -274,6 +317,8 @@ void Server::start() {
 
 void Server::stop() {
   shared_->stopped = true;
+  for (auto& t : retry_timers_) t->cancel();
+  recovery_timer_.cancel();
   for (auto& a : acceptors_) {
     error_code ignored;
     a->close(ignored);
@@ -284,6 +329,8 @@ void Server::accept(size_t index) {
   acceptors_[index]->async_accept(
       [this, index, shared = shared_](const error_code& ec, tcp::socket socket) {
         if (shared->stopped || ec == asio::error::operation_aborted) return;
+        if (out_of_resources(ec)) return pause_accepting(index, ec);
+        if (!ec && exhaustion_.active) accepted_during_exhaustion();
         if (!ec) {
           error_code peer_ec;
           const auto peer = socket.remote_endpoint(peer_ec);
@@ -309,6 +356,50 @@ void Server::accept(size_t index) {
         }
         accept(index);
       });
+}
+
+void Server::pause_accepting(size_t index, const error_code& ec) {
+  Exhaustion& e = exhaustion_;
+  const auto now = std::chrono::steady_clock::now();
+  if (!e.active) {
+    e = Exhaustion{true, kFirstAcceptPause, now, now, 0, e.check_pending};
+    log::warn("cannot accept connections: " + ec.message() + " (" +
+              std::to_string(shared_->connections) + " open); retrying every " +
+              std::to_string(kFirstAcceptPause.count()) + " to " +
+              std::to_string(kLongestAcceptPause.count()) + " ms until it recovers");
+  } else {
+    e.pause = std::min(e.pause * 2, kLongestAcceptPause);
+  }
+  ++e.failures;
+  e.last_failure = now;
+  auto& timer = *retry_timers_[index];
+  timer.expires_after(e.pause);
+  timer.async_wait([this, index, shared = shared_](const error_code& wait_ec) {
+    if (shared->stopped || wait_ec) return;
+    accept(index);
+  });
+}
+
+// Accepts work again; the episode ends once they have worked for kRecoveredAfter without
+// a failure, so a server hovering at its limit logs one episode, not one per connection.
+void Server::accepted_during_exhaustion() {
+  exhaustion_.pause = kFirstAcceptPause;
+  if (exhaustion_.check_pending) return;
+  exhaustion_.check_pending = true;
+  recovery_timer_.expires_after(kRecoveredAfter);
+  recovery_timer_.async_wait([this, shared = shared_](const error_code& ec) {
+    if (shared->stopped || ec) return;
+    Exhaustion& e = exhaustion_;
+    e.check_pending = false;
+    const auto now = std::chrono::steady_clock::now();
+    if (!e.active || now - e.last_failure < kRecoveredAfter) return;
+    const auto lasted =
+        std::chrono::duration_cast<std::chrono::milliseconds>(e.last_failure - e.since);
+    log::info("accepting connections again; out of resources for " +
+              std::to_string(lasted.count()) + " ms, " + std::to_string(e.failures) +
+              " accept attempts paused");
+    e.active = false;
+  });
 }
 
 }  // namespace kg::webd
