@@ -421,13 +421,21 @@ void App::report_lockout(const LoginThrottle::Lockout& lockout, const ClientInfo
   log::warn("web login locked: " + what + " after " + std::to_string(lockout.failures) +
             " failed logins (last from " + client.address + "); next try in " +
             std::to_string(lockout.delay.count()) + " s");
-  link_.control("login-lockout",
-                {scope_name(lockout.scope), lockout.key, client.address,
-                 std::to_string(lockout.failures), std::to_string(lockout.delay.count())},
-                [](const ControlResult& r) {
-                  // The log line above stays the record when policyd cannot take it.
-                  if (r.exit_code != 0) log::debug("login lockout not audited: " + r.err);
-                });
+  std::vector<std::string> args{"--source",   client.address,
+                                "--failures", std::to_string(lockout.failures),
+                                "--delay",    std::to_string(lockout.delay.count())};
+  if (lockout.scope == LoginThrottle::Scope::account) {
+    args.insert(args.begin(), {"--account", lockout.key});
+  }
+  // Option values, never positional words: a user name like "--json" stays a value.
+  link_.control("login-lockout", std::move(args), [](const ControlResult& r) {
+    // The log line above stays the record when policyd is away; a refusal is a bug.
+    if (r.exit_code == kUnavailable) {
+      log::debug("login lockout not audited: policyd not connected");
+    } else if (r.exit_code != 0) {
+      log::warn("login lockout not audited: " + r.err);
+    }
+  });
 }
 
 void App::logout(Call& c) {

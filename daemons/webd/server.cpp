@@ -1,6 +1,8 @@
 #include "webd/server.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/ip/v6_only.hpp>
@@ -245,14 +247,34 @@ constexpr std::chrono::milliseconds kLongestAcceptPause{1000};
 constexpr std::chrono::seconds kRecoveredAfter{1};
 
 // accept(2) failures that mean "out of descriptors or memory", which retrying at once
-// cannot fix.
+// cannot fix. (System-category codes only: comparing with boost::system::errc values goes
+// through generic_category, which trips UBSan's vptr check in Boost 1.74.)
 bool out_of_resources(const error_code& ec) {
-  namespace errc = boost::system::errc;
-  return ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system ||
-         ec == errc::no_buffer_space || ec == errc::not_enough_memory;
+  return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+         ec == asio::error::no_memory ||
+         ec == error_code(ENFILE, asio::error::get_system_category());
 }
 
 }  // namespace
+
+Server::Reserve::~Reserve() {
+  release();
+}
+
+bool Server::Reserve::acquire() {
+  for (int& fd : fds_) {
+    if (fd < 0) fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+  }
+  return true;
+}
+
+void Server::Reserve::release() {
+  for (int& fd : fds_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+}
 
 void ensure_descriptor_limit(size_t max_connections) {
   const rlim_t needed = max_connections + kReservedDescriptors;
@@ -277,6 +299,7 @@ Server::Server(asio::io_context& io, App& app, StreamHub& hub, ServerOptions opt
                asio::ssl::context* tls)
     : io_(io),
       shared_(std::make_shared<Shared>(Shared{app, hub, options, tls})),
+      retry_timer_(io),
       recovery_timer_(io) {}
 
 Server::~Server() {
@@ -297,7 +320,6 @@ Result<Ok> Server::listen(const tcp::endpoint& endpoint) {
     return Error{"listen on " + where.str() + ": " + ec.message()};
   }
   acceptors_.push_back(std::move(acceptor));
-  retry_timers_.push_back(std::make_unique<asio::steady_timer>(io_));
   return Ok{};
 }
 
@@ -312,12 +334,13 @@ std::vector<tcp::endpoint> Server::endpoints() const {
 }
 
 void Server::start() {
+  if (!reserve_.acquire()) log::warn("cannot set aside reserve descriptors");
   for (size_t i = 0; i < acceptors_.size(); ++i) accept(i);
 }
 
 void Server::stop() {
   shared_->stopped = true;
-  for (auto& t : retry_timers_) t->cancel();
+  retry_timer_.cancel();
   recovery_timer_.cancel();
   for (auto& a : acceptors_) {
     error_code ignored;
@@ -328,37 +351,45 @@ void Server::stop() {
 void Server::accept(size_t index) {
   acceptors_[index]->async_accept(
       [this, index, shared = shared_](const error_code& ec, tcp::socket socket) {
-        if (shared->stopped || ec == asio::error::operation_aborted) return;
-        if (out_of_resources(ec)) return pause_accepting(index, ec);
-        if (!ec && exhaustion_.active) accepted_during_exhaustion();
+        if (shared->stopped) return;
+        if (out_of_resources(ec)) return pause_accepting(ec);
+        if (ec == asio::error::operation_aborted) return;  // stop(), or a pause of all
         if (!ec) {
-          error_code peer_ec;
-          const auto peer = socket.remote_endpoint(peer_ec);
-          if (peer_ec || shared->connections >= shared->options.max_connections) {
-            error_code ignored;
-            socket.close(ignored);
-          } else {
-            (void)socket.set_option(tcp::no_delay(true), peer_ec);
-            ClientInfo client{peer.address().to_string(), shared->tls != nullptr};
-            if (shared->tls != nullptr) {
-              std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
-                  shared,
-                  beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)),
-                                                       *shared->tls),
-                  std::move(client))
-                  ->start();
-            } else {
-              std::make_shared<Connection<beast::tcp_stream>>(
-                  shared, beast::tcp_stream(std::move(socket)), std::move(client))
-                  ->start();
-            }
-          }
+          if (exhaustion_.active) accepted_during_exhaustion();
+          serve(std::move(socket));
         }
-        accept(index);
+        if (!paused_) accept(index);
       });
 }
 
-void Server::pause_accepting(size_t index, const error_code& ec) {
+void Server::serve(tcp::socket socket) {
+  error_code peer_ec;
+  const auto peer = socket.remote_endpoint(peer_ec);
+  if (peer_ec || shared_->connections >= shared_->options.max_connections) {
+    error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  (void)socket.set_option(tcp::no_delay(true), peer_ec);
+  ClientInfo client{peer.address().to_string(), shared_->tls != nullptr};
+  if (shared_->tls != nullptr) {
+    std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
+        shared_,
+        beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)), *shared_->tls),
+        std::move(client))
+        ->start();
+  } else {
+    std::make_shared<Connection<beast::tcp_stream>>(shared_, beast::tcp_stream(std::move(socket)),
+                                                    std::move(client))
+        ->start();
+  }
+}
+
+// Out of descriptors is a state of the whole process, so every listener pauses. The
+// reserve is handed back first: while paused, webd itself still has descriptors to read
+// files, reconnect to policyd and log with.
+void Server::pause_accepting(const error_code& ec) {
+  reserve_.release();
   Exhaustion& e = exhaustion_;
   const auto now = std::chrono::steady_clock::now();
   if (!e.active) {
@@ -367,16 +398,33 @@ void Server::pause_accepting(size_t index, const error_code& ec) {
               std::to_string(shared_->connections) + " open); retrying every " +
               std::to_string(kFirstAcceptPause.count()) + " to " +
               std::to_string(kLongestAcceptPause.count()) + " ms until it recovers");
-  } else {
+  } else if (!paused_) {
     e.pause = std::min(e.pause * 2, kLongestAcceptPause);
   }
   ++e.failures;
   e.last_failure = now;
-  auto& timer = *retry_timers_[index];
-  timer.expires_after(e.pause);
-  timer.async_wait([this, index, shared = shared_](const error_code& wait_ec) {
-    if (shared->stopped || wait_ec) return;
-    accept(index);
+  if (paused_) return;  // another listener's failure in the same moment
+  paused_ = true;
+  for (auto& a : acceptors_) {
+    error_code ignored;
+    a->cancel(ignored);
+  }
+  wait_to_accept();
+}
+
+void Server::wait_to_accept() {
+  retry_timer_.expires_after(exhaustion_.pause);
+  retry_timer_.async_wait([this, shared = shared_](const error_code& ec) {
+    if (shared->stopped || ec) return;
+    // Accept again only once the reserve is back: until then descriptors are still short.
+    if (!reserve_.acquire()) {
+      ++exhaustion_.failures;
+      exhaustion_.last_failure = std::chrono::steady_clock::now();
+      exhaustion_.pause = std::min(exhaustion_.pause * 2, kLongestAcceptPause);
+      return wait_to_accept();
+    }
+    paused_ = false;
+    for (size_t i = 0; i < acceptors_.size(); ++i) accept(i);
   });
 }
 

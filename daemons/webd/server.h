@@ -54,10 +54,28 @@ class Server {
 
  private:
   void accept(size_t index);
-  // accept() failed for want of descriptors or memory: wait before the next try instead
-  // of retrying at once (the listening socket stays readable, so that would spin).
-  void pause_accepting(size_t index, const boost::system::error_code& ec);
+  void serve(boost::asio::ip::tcp::socket socket);
+  // accept() failed for want of descriptors or memory: every listener waits (100 ms,
+  // doubling to 1 s) instead of retrying at once, which would spin, as a listening socket
+  // with clients waiting stays readable.
+  void pause_accepting(const boost::system::error_code& ec);
+  void wait_to_accept();
   void accepted_during_exhaustion();
+
+  // Descriptors set aside at start and closed while accepts are paused, so that webd (and
+  // the sanitizers' runtime in debug builds) still has some when connections took the rest.
+  class Reserve {
+   public:
+    Reserve() = default;
+    Reserve(const Reserve&) = delete;
+    Reserve& operator=(const Reserve&) = delete;
+    ~Reserve();
+    bool acquire();  // true when all are held
+    void release();
+
+   private:
+    int fds_[2] = {-1, -1};
+  };
 
   // One episode of running out: logged when it starts and when accepts have worked for a
   // second with no failure in between.
@@ -73,7 +91,9 @@ class Server {
   boost::asio::io_context& io_;
   std::shared_ptr<Shared> shared_;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
-  std::vector<std::unique_ptr<boost::asio::steady_timer>> retry_timers_;  // one per acceptor
+  Reserve reserve_;
+  bool paused_ = false;
+  boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer recovery_timer_;
   Exhaustion exhaustion_;
 };
