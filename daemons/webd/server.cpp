@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -14,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <sstream>
 
@@ -33,6 +35,7 @@ struct Server::Shared {
   asio::ssl::context* tls;
   size_t connections = 0;
   bool stopped = false;
+  std::function<void()> on_closed;  // a connection's descriptor is free again
 };
 
 namespace {
@@ -58,6 +61,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   ~Connection() {
     --shared_->connections;
     if (hub_id_ != 0) shared_->hub.remove(hub_id_);
+    if (!shared_->stopped && shared_->on_closed) shared_->on_closed();
   }
 
   void start() {
@@ -298,9 +302,21 @@ void ensure_descriptor_limit(size_t max_connections) {
 Server::Server(asio::io_context& io, App& app, StreamHub& hub, ServerOptions options,
                asio::ssl::context* tls)
     : io_(io),
-      shared_(std::make_shared<Shared>(Shared{app, hub, options, tls})),
+      shared_(std::make_shared<Shared>(Shared{app, hub, options, tls, 0, false, {}})),
       retry_timer_(io),
-      recovery_timer_(io) {}
+      recovery_timer_(io) {
+  // While accepts are paused, a closing connection may be what lets them resume: try then
+  // rather than only when the retry timer fires.
+  shared_->on_closed = [this] {
+    if (!paused_ || resume_posted_) return;
+    resume_posted_ = true;
+    asio::post(io_, [this, shared = shared_] {
+      if (shared->stopped) return;
+      resume_posted_ = false;
+      if (paused_) (void)resume_accepting();
+    });
+  };
+}
 
 Server::~Server() {
   stop();
@@ -415,17 +431,22 @@ void Server::pause_accepting(const error_code& ec) {
 void Server::wait_to_accept() {
   retry_timer_.expires_after(exhaustion_.pause);
   retry_timer_.async_wait([this, shared = shared_](const error_code& ec) {
-    if (shared->stopped || ec) return;
-    // Accept again only once the reserve is back: until then descriptors are still short.
-    if (!reserve_.acquire()) {
-      ++exhaustion_.failures;
-      exhaustion_.last_failure = std::chrono::steady_clock::now();
-      exhaustion_.pause = std::min(exhaustion_.pause * 2, kLongestAcceptPause);
-      return wait_to_accept();
-    }
-    paused_ = false;
-    for (size_t i = 0; i < acceptors_.size(); ++i) accept(i);
+    if (shared->stopped || ec || !paused_) return;
+    if (resume_accepting()) return;
+    ++exhaustion_.failures;
+    exhaustion_.last_failure = std::chrono::steady_clock::now();
+    exhaustion_.pause = std::min(exhaustion_.pause * 2, kLongestAcceptPause);
+    wait_to_accept();
   });
+}
+
+// Accept again only once the reserve is back: until then descriptors are still short.
+bool Server::resume_accepting() {
+  if (!reserve_.acquire()) return false;
+  paused_ = false;
+  retry_timer_.cancel();
+  for (size_t i = 0; i < acceptors_.size(); ++i) accept(i);
+  return true;
 }
 
 // Accepts work again; the episode ends once they have worked for kRecoveredAfter without

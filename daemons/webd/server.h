@@ -60,6 +60,7 @@ class Server {
   // with clients waiting stays readable.
   void pause_accepting(const boost::system::error_code& ec);
   void wait_to_accept();
+  bool resume_accepting();
   void accepted_during_exhaustion();
 
   // Descriptors set aside at start and closed while accepts are paused, so that webd (and
@@ -93,6 +94,7 @@ class Server {
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   Reserve reserve_;
   bool paused_ = false;
+  bool resume_posted_ = false;
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer recovery_timer_;
   Exhaustion exhaustion_;
