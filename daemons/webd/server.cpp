@@ -242,17 +242,12 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   char discard_[256];
 };
 
-}  // namespace
-
-namespace {
-
 constexpr std::chrono::milliseconds kFirstAcceptPause{100};
 constexpr std::chrono::milliseconds kLongestAcceptPause{1000};
 constexpr std::chrono::seconds kRecoveredAfter{1};
 
 // accept(2) failures that mean "out of descriptors or memory", which retrying at once
-// cannot fix. (System-category codes only: comparing with boost::system::errc values goes
-// through generic_category, which trips UBSan's vptr check in Boost 1.74.)
+// cannot fix.
 bool out_of_resources(const error_code& ec) {
   return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
          ec == asio::error::no_memory ||
