@@ -60,6 +60,14 @@ const std::map<std::string, Spec>& specs() {
       {"profiles", {{}, {}, 0, 0, "profiles [--json]", false, true}},
       {"doors", {{}, {}, 0, 0, "doors [--json]", false, true}},
       {"reload", {{}, {}, 0, 0, "reload [--json]", true, false}},
+      {"login-lockout",
+       {{"--account", "--source", "--failures", "--delay"},
+        {},
+        0,
+        0,
+        "login-lockout [--account NAME] --source ADDR --failures N --delay SECONDS (webd only)",
+        false,
+        true}},
   };
   return table;
 }
@@ -80,6 +88,45 @@ ipc::ControlReply reply(uint32_t id, uint8_t code, std::string out, std::string 
   r.err = std::move(err);
   if (!r.err.empty() && r.err.back() != '\n') r.err.push_back('\n');
   return r;
+}
+
+// webd reports that failed console logins made an account (--account) or a source wait;
+// the row goes to the audit log as web_login_lockout. Values are options, never
+// positional words, so a user name that looks like an option is still just a value.
+ipc::ControlReply login_lockout(uint32_t rid, const Caller& caller, const Args& args,
+                                PolicyCore& core) {
+  if (caller.role != ipc::Role::webd) {
+    return reply(rid, exit_code::denied, "", "login-lockout: only webd reports login lockouts");
+  }
+  const auto option = [&args](const char* name) -> std::optional<std::string> {
+    auto it = args.options.find(name);
+    if (it == args.options.end()) return std::nullopt;
+    return it->second;
+  };
+  const auto source = option("--source");
+  const auto address = source ? IpAddr::parse(*source) : std::nullopt;
+  if (!address) return reply(rid, exit_code::usage, "", "login-lockout: --source needs an address");
+  uint64_t numbers[2] = {};
+  const char* names[2] = {"--failures", "--delay"};
+  for (int i = 0; i < 2; ++i) {
+    const auto text = option(names[i]);
+    if (!text || text->empty() || text->size() > 12 ||
+        text->find_first_not_of("0123456789") != std::string::npos) {
+      return reply(rid, exit_code::usage, "",
+                   std::string("login-lockout: ") + names[i] + " needs a number");
+    }
+    numbers[i] = std::stoull(*text);
+  }
+  const auto account = option("--account");
+  if (account && (account->empty() || account->size() > 64)) {
+    return reply(rid, exit_code::usage, "", "login-lockout: --account needs 1 to 64 bytes");
+  }
+  json::Writer w;
+  w.begin_object().key("scope").value(account ? "account" : "source");
+  if (account) w.key("account").value(*account);
+  w.key("failures").value(numbers[0]).key("delay_s").value(numbers[1]).end_object();
+  core.audit_login_lockout(address->str(), w.str());
+  return reply(rid, exit_code::ok, args.json ? "{\"audited\":true}\n" : "", "");
 }
 
 std::string fwmark_text(const GrantProfile* p) {
@@ -637,6 +684,8 @@ ipc::ControlReply Control::handle(const Caller& caller, const ipc::ControlReques
     w.end_array().end_object();
     return reply(rid, exit_code::ok, args.json ? w.take() + "\n" : out, "");
   }
+
+  if (cmd == "login-lockout") return login_lockout(rid, caller, args, core_);
 
   if (cmd == "reload") {
     auto r = hooks_.reload();

@@ -170,6 +170,10 @@ void PolicyCore::audit_config_reload(std::string_view path) {
   audit_later(audit_kind::config_reload, "", "", path);
 }
 
+void PolicyCore::audit_login_lockout(std::string_view source, std::string_view detail_json) {
+  audit_later(audit_kind::web_login_lockout, "", source, detail_json);
+}
+
 const DoorActions* PolicyCore::find_door(std::string_view name) const {
   for (const DoorActions& d : doors_) {
     if (d.name == name) return &d;

@@ -166,6 +166,8 @@ class PolicyCore {
   // New door set after a config reload. Pending stops keep their stored commands.
   void set_doors(std::vector<DoorActions> doors);
   void audit_config_reload(std::string_view path);
+  // webd's report that failed console logins made an account or a source wait.
+  void audit_login_lockout(std::string_view source, std::string_view detail_json);
 
   // ---- Grants (grants.cpp)
   // Profiles a grant may name. Grants of profiles that went away are revoked ("profile

@@ -47,6 +47,8 @@ inline constexpr std::string_view daemon_stop = "daemon_stop";
 inline constexpr std::string_view config_reload = "config_reload";
 inline constexpr std::string_view spa_accepted = "spa_accepted";  // verified, first use
 inline constexpr std::string_view spa_replayed = "spa_replayed";  // second use refused
+// Failed console logins made an account or a source wait (reported by webd).
+inline constexpr std::string_view web_login_lockout = "web_login_lockout";
 }  // namespace audit_kind
 
 struct AuditRecord {

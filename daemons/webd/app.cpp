@@ -141,7 +141,7 @@ App::App(Options options, const StaticFiles& files, PolicyLink& link, StreamHub&
       passwords_(options_.password_file),
       tokens_(options_.token_file),
       sessions_(options_.sessions),
-      limiter_(options_.logins),
+      throttle_(options_.login_accounts, options_.login_sources),
       started_(std::chrono::steady_clock::now()) {
   if (auto r = passwords_.load(); !r) log::warn(r.error().message + ": nobody can log in");
   if (auto r = tokens_.load(); !r) log::info(r.error().message + ": no API tokens");
@@ -367,14 +367,6 @@ void App::login(Call& c) {
     ++csrf_rejected_;
     return reply_error(c, http::status::forbidden, "cross-origin request refused");
   }
-  const auto now = Clock::now();
-  if (auto wait = limiter_.blocked(c.client.address, now)) {
-    ++logins_blocked_;
-    Response res = error_response(http::status::too_many_requests, c.req.version(),
-                                  "too many failed logins; try again later", c.req.keep_alive());
-    res.set(http::field::retry_after, std::to_string(wait->count()));
-    return reply(c, std::move(res));
-  }
   auto ct = c.req.find(http::field::content_type);
   if (ct == c.req.end() || sv(ct->value()).substr(0, 16) != "application/json") {
     return reply_error(c, http::status::unsupported_media_type, "send application/json");
@@ -388,15 +380,28 @@ void App::login(Call& c) {
     return reply_error(c, http::status::bad_request,
                        "expected {\"username\":..., \"password\":...}");
   }
-  if (!passwords_.verify(*user->as_string(), *password->as_string())) {
+  const std::string& account = *user->as_string();
+  const auto now = Clock::now();
+  // While the account or the source waits, the password is not even checked: the answer
+  // and its timing say nothing about it, nor about whether the account exists.
+  if (auto wait = throttle_.wait(account, c.client.address, now)) {
+    ++logins_blocked_;
+    Response res = error_response(http::status::too_many_requests, c.req.version(),
+                                  "too many failed logins; try again later", c.req.keep_alive());
+    res.set(http::field::retry_after, std::to_string(wait->count()));
+    return reply(c, std::move(res));
+  }
+  if (!passwords_.verify(account, *password->as_string())) {
     ++logins_failed_;
-    limiter_.failed(c.client.address, now);
-    log::warn("failed web login for " + json::quote(*user->as_string()) + " from " +
-              c.client.address);
+    log::warn("failed web login for " + json::quote(account) + " from " + c.client.address);
+    // The wait runs from the answer, not from the start of the (slow) hash check.
+    for (const auto& lockout : throttle_.failed(account, c.client.address, Clock::now())) {
+      report_lockout(lockout, c.client);
+    }
     return reply_error(c, http::status::unauthorized, "wrong user name or password");
   }
   ++logins_ok_;
-  limiter_.succeeded(c.client.address);
+  throttle_.succeeded(account, c.client.address);
   const Session& s = sessions_.create(*user->as_string(), now);
   log::info("web login: " + s.user + " from " + c.client.address);
   Response res = json_response(
@@ -406,6 +411,31 @@ void App::login(Call& c) {
   if (options_.tls) cookie += "; Secure";
   res.set(http::field::set_cookie, cookie);
   reply(c, std::move(res));
+}
+
+void App::report_lockout(const LoginThrottle::Lockout& lockout, const ClientInfo& client) {
+  ++login_lockouts_;
+  const std::string what = lockout.scope == LoginThrottle::Scope::account
+                               ? "account " + json::quote(lockout.key)
+                               : "source " + lockout.key;
+  log::warn("web login locked: " + what + " after " + std::to_string(lockout.failures) +
+            " failed logins (last from " + client.address + "); next try in " +
+            std::to_string(lockout.delay.count()) + " s");
+  std::vector<std::string> args{"--source",   client.address,
+                                "--failures", std::to_string(lockout.failures),
+                                "--delay",    std::to_string(lockout.delay.count())};
+  if (lockout.scope == LoginThrottle::Scope::account) {
+    args.insert(args.begin(), {"--account", lockout.key});
+  }
+  // Option values, never positional words: a user name like "--json" stays a value.
+  link_.control("login-lockout", std::move(args), [](const ControlResult& r) {
+    // The log line above stays the record when policyd is away; a refusal is a bug.
+    if (r.exit_code == kUnavailable) {
+      log::debug("login lockout not audited: policyd not connected");
+    } else if (r.exit_code != 0) {
+      log::warn("login lockout not audited: " + r.err);
+    }
+  });
 }
 
 void App::logout(Call& c) {
@@ -668,6 +698,9 @@ void App::metrics(Call& c) {
   out += "knockgate_webd_logins_total{result=\"failed\"} " + std::to_string(logins_failed_) + "\n";
   out += "knockgate_webd_logins_total{result=\"rate_limited\"} " + std::to_string(logins_blocked_) +
          "\n";
+  counter("knockgate_webd_login_lockouts_total",
+          "login waits started for an account or a source (each also audited)", "counter");
+  out += "knockgate_webd_login_lockouts_total " + std::to_string(login_lockouts_) + "\n";
   counter("knockgate_webd_csrf_rejected_total",
           "state-changing requests refused by the CSRF/Origin check", "counter");
   out += "knockgate_webd_csrf_rejected_total " + std::to_string(csrf_rejected_) + "\n";

@@ -17,6 +17,7 @@
 #include "webd/feed_stats.h"
 #include "webd/http.h"
 #include "webd/json.h"
+#include "webd/login_throttle.h"
 #include "webd/policy_link.h"
 #include "webd/static_files.h"
 #include "webd/stream_hub.h"
@@ -24,7 +25,7 @@
 namespace kg::webd {
 
 struct ClientInfo {
-  std::string address;  // the peer's IP address, for the login limiter and logs
+  std::string address;  // the peer's IP address, for the login throttle and logs
   bool tls = false;
 };
 
@@ -43,7 +44,8 @@ class App {
     bool tls = false;
     std::string version = "0";
     SessionStore::Limits sessions;
-    LoginLimiter::Limits logins;
+    LoginThrottle::Limits login_accounts;
+    LoginThrottle::Limits login_sources;
   };
 
   App(Options options, const StaticFiles& files, PolicyLink& link, StreamHub& hub);
@@ -82,6 +84,8 @@ class App {
   bool origin_ok(const Request& req, bool tls) const;
 
   void login(Call& c);
+  // Logs a lockout and writes it to policyd's audit log (web_login_lockout).
+  void report_lockout(const LoginThrottle::Lockout& lockout, const ClientInfo& client);
   void logout(Call& c);
   void session_info(Call& c, const Principal& p);
   void run_command(Call& c, std::string command, std::vector<std::string> args,
@@ -111,11 +115,12 @@ class App {
   PasswordStore passwords_;
   TokenStore tokens_;
   SessionStore sessions_;
-  LoginLimiter limiter_;
+  LoginThrottle throttle_;
   FeedStats feed_;
   std::chrono::steady_clock::time_point started_;
   std::map<unsigned, uint64_t> responses_;
   uint64_t logins_ok_ = 0, logins_failed_ = 0, logins_blocked_ = 0, csrf_rejected_ = 0;
+  uint64_t login_lockouts_ = 0;
   uint64_t connections_total_ = 0;
   uint64_t grant_events_ = 0;
   // The unfiltered active list, serialised once per grant change (10 000 grants: 2.9 MB),

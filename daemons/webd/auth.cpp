@@ -167,40 +167,6 @@ void SessionStore::erase(std::string_view id) {
   if (it != sessions_.end()) sessions_.erase(it);
 }
 
-void LoginLimiter::prune(std::deque<Clock::time_point>& q, Clock::time_point now) const {
-  while (!q.empty() && now - q.front() >= limits_.window) q.pop_front();
-}
-
-std::optional<std::chrono::seconds> LoginLimiter::blocked(const std::string& source,
-                                                          Clock::time_point now) {
-  auto it = failures_.find(source);
-  if (it == failures_.end()) return std::nullopt;
-  prune(it->second, now);
-  if (it->second.empty()) {
-    failures_.erase(it);
-    return std::nullopt;
-  }
-  if (it->second.size() < limits_.max_failures) return std::nullopt;
-  const auto wait = limits_.window - (now - it->second.front());
-  return std::chrono::ceil<std::chrono::seconds>(wait);
-}
-
-void LoginLimiter::failed(const std::string& source, Clock::time_point now) {
-  if (failures_.find(source) == failures_.end() && failures_.size() >= limits_.max_sources) {
-    auto stalest = failures_.begin();
-    for (auto it = failures_.begin(); it != failures_.end(); ++it) {
-      if (it->second.empty() ||
-          (!stalest->second.empty() && it->second.back() < stalest->second.back()))
-        stalest = it;
-    }
-    failures_.erase(stalest);
-  }
-  auto& q = failures_[source];
-  prune(q, now);
-  q.push_back(now);
-  while (q.size() > limits_.max_failures) q.pop_front();
-}
-
 std::string random_hex(size_t bytes) {
   std::vector<unsigned char> buf(bytes);
   randombytes_buf(buf.data(), buf.size());

@@ -1,13 +1,12 @@
 // Who may use the console: password logins (argon2id hashes written by `knockgatectl
 // passwd`), sessions with idle and absolute timeouts and a CSRF token each, API tokens
-// for scripts (stored as hashes), and a per-source limit on failed logins.
+// for scripts (stored as hashes). Failed logins are slowed down by login_throttle.h.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -87,29 +86,6 @@ class SessionStore {
  private:
   Limits limits_;
   std::map<std::string, Session, std::less<>> sessions_;
-};
-
-// Failed logins per source address: at most `max_failures` in `window`; more are refused
-// (429) until the oldest failure leaves the window. Success clears the source.
-class LoginLimiter {
- public:
-  struct Limits {
-    size_t max_failures = 5;
-    std::chrono::seconds window{300};
-    size_t max_sources = 10000;  // memory bound: the stalest source goes first
-  };
-  LoginLimiter() = default;
-  explicit LoginLimiter(Limits limits) : limits_(limits) {}
-
-  // nullopt: may try; else seconds until it may.
-  std::optional<std::chrono::seconds> blocked(const std::string& source, Clock::time_point now);
-  void failed(const std::string& source, Clock::time_point now);
-  void succeeded(const std::string& source) { failures_.erase(source); }
-
- private:
-  void prune(std::deque<Clock::time_point>& q, Clock::time_point now) const;
-  Limits limits_;
-  std::map<std::string, std::deque<Clock::time_point>> failures_;
 };
 
 // Random bytes as lower-case hex (libsodium randombytes_buf).

@@ -149,6 +149,7 @@ int run(const std::string& config_path) {
   app_options.tls = tls.has_value();
   app_options.version = KG_SOFTWARE_VERSION;
   kg::webd::App app(app_options, files, link, hub);
+  kg::webd::ensure_descriptor_limit(kg::webd::ServerOptions{}.max_connections);
   kg::webd::Server server(io, app, hub, kg::webd::ServerOptions{}, tls ? &*tls : nullptr);
   size_t listening = 0;
   for (const auto& endpoint : listen_endpoints(o)) {

@@ -1,12 +1,21 @@
 #include "webd/server.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/ssl.hpp>
+#include <cerrno>
+#include <cstring>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <sstream>
 
@@ -26,6 +35,7 @@ struct Server::Shared {
   asio::ssl::context* tls;
   size_t connections = 0;
   bool stopped = false;
+  std::function<void()> on_closed;  // a connection's descriptor is free again
 };
 
 namespace {
@@ -51,6 +61,7 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   ~Connection() {
     --shared_->connections;
     if (hub_id_ != 0) shared_->hub.remove(hub_id_);
+    if (!shared_->stopped && shared_->on_closed) shared_->on_closed();
   }
 
   void start() {
@@ -231,11 +242,76 @@ class Connection : public std::enable_shared_from_this<Connection<Stream>> {
   char discard_[256];
 };
 
+constexpr std::chrono::milliseconds kFirstAcceptPause{100};
+constexpr std::chrono::milliseconds kLongestAcceptPause{1000};
+constexpr std::chrono::seconds kRecoveredAfter{1};
+
+// accept(2) failures that mean "out of descriptors or memory", which retrying at once
+// cannot fix.
+bool out_of_resources(const error_code& ec) {
+  return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+         ec == asio::error::no_memory ||
+         ec == error_code(ENFILE, asio::error::get_system_category());
+}
+
 }  // namespace
+
+Server::Reserve::~Reserve() {
+  release();
+}
+
+bool Server::Reserve::acquire() {
+  for (int& fd : fds_) {
+    if (fd < 0) fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+  }
+  return true;
+}
+
+void Server::Reserve::release() {
+  for (int& fd : fds_) {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+}
+
+void ensure_descriptor_limit(size_t max_connections) {
+  const rlim_t needed = max_connections + kReservedDescriptors;
+  struct rlimit limit {};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    log::warn(std::string("getrlimit(RLIMIT_NOFILE): ") + std::strerror(errno));
+    return;
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
+    struct rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? needed : std::min(needed, limit.rlim_max);
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
+    log::warn("open files limit (RLIMIT_NOFILE) is " + std::to_string(limit.rlim_cur) +
+              ", below the " + std::to_string(needed) + " that " + std::to_string(max_connections) +
+              " connections need; webd pauses accepting when it runs out");
+  }
+}
 
 Server::Server(asio::io_context& io, App& app, StreamHub& hub, ServerOptions options,
                asio::ssl::context* tls)
-    : io_(io), shared_(std::make_shared<Shared>(Shared{app, hub, options, tls})) {}
+    : io_(io),
+      shared_(std::make_shared<Shared>(Shared{app, hub, options, tls, 0, false, {}})),
+      retry_timer_(io),
+      recovery_timer_(io) {
+  // While accepts are paused, a closing connection may be what lets them resume: try then
+  // rather than only when the retry timer fires.
+  shared_->on_closed = [this] {
+    if (!paused_ || resume_posted_) return;
+    resume_posted_ = true;
+    asio::post(io_, [this, shared = shared_] {
+      if (shared->stopped) return;
+      resume_posted_ = false;
+      if (paused_) (void)resume_accepting();
+    });
+  };
+}
 
 Server::~Server() {
   stop();
@@ -269,11 +345,14 @@ std::vector<tcp::endpoint> Server::endpoints() const {
 }
 
 void Server::start() {
+  if (!reserve_.acquire()) log::warn("cannot set aside reserve descriptors");
   for (size_t i = 0; i < acceptors_.size(); ++i) accept(i);
 }
 
 void Server::stop() {
   shared_->stopped = true;
+  retry_timer_.cancel();
+  recovery_timer_.cancel();
   for (auto& a : acceptors_) {
     error_code ignored;
     a->close(ignored);
@@ -283,32 +362,108 @@ void Server::stop() {
 void Server::accept(size_t index) {
   acceptors_[index]->async_accept(
       [this, index, shared = shared_](const error_code& ec, tcp::socket socket) {
-        if (shared->stopped || ec == asio::error::operation_aborted) return;
+        if (shared->stopped) return;
+        if (out_of_resources(ec)) return pause_accepting(ec);
+        if (ec == asio::error::operation_aborted) return;  // stop(), or a pause of all
         if (!ec) {
-          error_code peer_ec;
-          const auto peer = socket.remote_endpoint(peer_ec);
-          if (peer_ec || shared->connections >= shared->options.max_connections) {
-            error_code ignored;
-            socket.close(ignored);
-          } else {
-            (void)socket.set_option(tcp::no_delay(true), peer_ec);
-            ClientInfo client{peer.address().to_string(), shared->tls != nullptr};
-            if (shared->tls != nullptr) {
-              std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
-                  shared,
-                  beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)),
-                                                       *shared->tls),
-                  std::move(client))
-                  ->start();
-            } else {
-              std::make_shared<Connection<beast::tcp_stream>>(
-                  shared, beast::tcp_stream(std::move(socket)), std::move(client))
-                  ->start();
-            }
-          }
+          if (exhaustion_.active) accepted_during_exhaustion();
+          serve(std::move(socket));
         }
-        accept(index);
+        if (!paused_) accept(index);
       });
+}
+
+void Server::serve(tcp::socket socket) {
+  error_code peer_ec;
+  const auto peer = socket.remote_endpoint(peer_ec);
+  if (peer_ec || shared_->connections >= shared_->options.max_connections) {
+    error_code ignored;
+    socket.close(ignored);
+    return;
+  }
+  (void)socket.set_option(tcp::no_delay(true), peer_ec);
+  ClientInfo client{peer.address().to_string(), shared_->tls != nullptr};
+  if (shared_->tls != nullptr) {
+    std::make_shared<Connection<beast::ssl_stream<beast::tcp_stream>>>(
+        shared_,
+        beast::ssl_stream<beast::tcp_stream>(beast::tcp_stream(std::move(socket)), *shared_->tls),
+        std::move(client))
+        ->start();
+  } else {
+    std::make_shared<Connection<beast::tcp_stream>>(shared_, beast::tcp_stream(std::move(socket)),
+                                                    std::move(client))
+        ->start();
+  }
+}
+
+// Out of descriptors is a state of the whole process, so every listener pauses. The
+// reserve is handed back first: while paused, webd itself still has descriptors to read
+// files, reconnect to policyd and log with.
+void Server::pause_accepting(const error_code& ec) {
+  reserve_.release();
+  Exhaustion& e = exhaustion_;
+  const auto now = std::chrono::steady_clock::now();
+  if (!e.active) {
+    e = Exhaustion{true, kFirstAcceptPause, now, now, 0, e.check_pending};
+    log::warn("cannot accept connections: " + ec.message() + " (" +
+              std::to_string(shared_->connections) + " open); retrying every " +
+              std::to_string(kFirstAcceptPause.count()) + " to " +
+              std::to_string(kLongestAcceptPause.count()) + " ms until it recovers");
+  } else if (!paused_) {
+    e.pause = std::min(e.pause * 2, kLongestAcceptPause);
+  }
+  ++e.failures;
+  e.last_failure = now;
+  if (paused_) return;  // another listener's failure in the same moment
+  paused_ = true;
+  for (auto& a : acceptors_) {
+    error_code ignored;
+    a->cancel(ignored);
+  }
+  wait_to_accept();
+}
+
+void Server::wait_to_accept() {
+  retry_timer_.expires_after(exhaustion_.pause);
+  retry_timer_.async_wait([this, shared = shared_](const error_code& ec) {
+    if (shared->stopped || ec || !paused_) return;
+    if (resume_accepting()) return;
+    ++exhaustion_.failures;
+    exhaustion_.last_failure = std::chrono::steady_clock::now();
+    exhaustion_.pause = std::min(exhaustion_.pause * 2, kLongestAcceptPause);
+    wait_to_accept();
+  });
+}
+
+// Accept again only once the reserve is back: until then descriptors are still short.
+bool Server::resume_accepting() {
+  if (!reserve_.acquire()) return false;
+  paused_ = false;
+  retry_timer_.cancel();
+  for (size_t i = 0; i < acceptors_.size(); ++i) accept(i);
+  return true;
+}
+
+// Accepts work again; the episode ends once they have worked for kRecoveredAfter without
+// a failure, so a server hovering at its limit logs one episode, not one per connection.
+void Server::accepted_during_exhaustion() {
+  exhaustion_.pause = kFirstAcceptPause;
+  if (exhaustion_.check_pending) return;
+  exhaustion_.check_pending = true;
+  recovery_timer_.expires_after(kRecoveredAfter);
+  recovery_timer_.async_wait([this, shared = shared_](const error_code& ec) {
+    if (shared->stopped || ec) return;
+    Exhaustion& e = exhaustion_;
+    e.check_pending = false;
+    const auto now = std::chrono::steady_clock::now();
+    if (!e.active || now - e.last_failure < kRecoveredAfter) return;
+    const auto lasted =
+        std::chrono::duration_cast<std::chrono::milliseconds>(e.last_failure - e.since);
+    log::info("accepting connections again; out of resources for " +
+              std::to_string(lasted.count()) + " ms, " + std::to_string(e.failures) +
+              " accept attempts paused");
+    e.active = false;
+  });
 }
 
 }  // namespace kg::webd

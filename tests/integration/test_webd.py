@@ -1,5 +1,5 @@
 """knockgate-webd against a real policyd in the namespace lab: login, sessions, CSRF and
-Origin checks, API tokens, login rate limiting, malformed and oversize requests, static
+Origin checks, API tokens, login throttling (per account and per source), malformed and oversize requests, static
 files and security headers, /metrics, the live stream, privilege drop; and, once policyd
 serves the control commands (contract C), the grants API end to end."""
 import json
@@ -193,17 +193,58 @@ class WebdTest(unittest.TestCase):
         r, _ = self.app.login("operator", "second password")
         self.assertEqual(r.status, 401)
 
-    def test_login_rate_limit_per_source(self):
-        # From the client namespace (its own source address) to the WAN listener.
+    def login_status(self, user, password, source):
+        r, _ = self.app.login(user, password, source=source)
+        return r
+
+    def test_login_throttle_per_source(self):
+        # From the client namespace (its own source address) to the WAN listener, failing
+        # on names nobody else uses: only the source's count grows.
         kw = {"host": kglab.GW_WAN4, "ns_host": "client"}
-        for i in range(5):
-            r, _ = self.app.login("admin", "wrong%d" % i, **kw)
-            self.assertEqual(r.status, 401)
+        for i in range(6):  # 5 free failures, the 6th starts a 1 s wait
+            r, _ = self.app.login("guess%d" % i, "wrong", **kw)
+            self.assertEqual(r.status, 401, i)
         r, _ = self.app.login("admin", PASSWORD, **kw)
-        self.assertEqual(r.status, 429, "even the right password waits")
-        self.assertGreater(int(r.getheader("Retry-After")), 0)
-        r, _ = self.app.login()  # another source is not affected
+        self.assertEqual(r.status, 429, "while the source waits, even the right password waits")
+        wait = int(r.getheader("Retry-After"))
+        self.assertGreater(wait, 0)
+        r, _ = self.app.login()  # another source, an account with no failures: not affected
         self.assertEqual(r.status, 200)
+        time.sleep(wait + 0.2)
+        r, _ = self.app.login("admin", PASSWORD, **kw)
+        self.assertEqual(r.status, 200, "a wait is not a refusal of the right password")
+
+    def test_login_throttle_per_account_across_sources(self):
+        """Guesses spread over many sources still slow the account down, a name that does
+        not exist behaves the same, and every lockout reaches the audit log."""
+        self.app.set_password("victim", "victim's password")
+        for user in ("victim", "no-such-user"):
+            for i in range(6):  # one failure per source: no source reaches its own limit
+                r = self.login_status(user, "wrong", "127.0.0.%d" % (10 + i))
+                self.assertEqual(r.status, 401, (user, i))
+            r = self.login_status(user, "victim's password", "127.0.0.20")
+            self.assertEqual(r.status, 429, user + ": the account waits, whatever the source")
+            self.assertGreater(int(r.getheader("Retry-After")), 0)
+        time.sleep(int(r.getheader("Retry-After")) + 0.2)
+        r = self.login_status("victim", "victim's password", "127.0.0.21")
+        self.assertEqual(r.status, 200, "after the wait the right password gets in")
+        self.assertRegex(self.app.webd.output(),
+                         r'web login locked: account "victim" after 6 failed logins')
+        s = self.session()
+        entries = []
+        for _ in range(50):  # policyd writes audit rows in batches, a moment later
+            r, body = s.get("/api/v1/audit?kind=web_login_lockout&limit=100")
+            self.assertEqual(r.status, 200, body)
+            entries = json.loads(body)["entries"]
+            if len(entries) >= 2:
+                break
+            time.sleep(0.1)
+        details = [json.loads(e["detail"]) for e in entries]
+        self.assertIn({"scope": "account", "account": "victim", "failures": 6, "delay_s": 1},
+                      details)
+        self.assertIn({"scope": "account", "account": "no-such-user", "failures": 6,
+                       "delay_s": 1}, details)
+        self.assertIn("127.0.0.15", [e["source"] for e in entries])
 
     # ---- malformed and oversize requests
     def raw(self, data, timeout=5):

@@ -43,8 +43,9 @@ def netns(name):
 class Connection(http.client.HTTPConnection):
     """http.client connection whose socket lives in a lab namespace."""
 
-    def __init__(self, ns, host, port, timeout=10):
-        super().__init__(host, port, timeout=timeout)
+    def __init__(self, ns, host, port, timeout=10, source=None):
+        super().__init__(host, port, timeout=timeout,
+                         source_address=(source, 0) if source else None)
         self.ns = ns
 
     def connect(self):
@@ -134,7 +135,7 @@ class Appliance:
         assert r.returncode == 0, r.stderr
         return r.stdout.strip()
 
-    def start(self, captured=False):
+    def start(self, captured=False, wrapper=()):
         self.policyd = self.lab.start("gw", [POLICYD, "-c", self.conf, "-v"],
                                       os.path.join(self.w, "policyd.out"))
         assert self.policyd.wait_for_output(r"listening on", 10), self.policyd.output()
@@ -142,21 +143,23 @@ class Appliance:
             self.captured = self.lab.start("gw", [CAPTURED, "-c", self.conf, "-v"],
                                            os.path.join(self.w, "captured.out"))
             assert self.captured.wait_for_output(r"connected to policyd", 10), self.captured.output()
-        self.start_webd()
+        self.start_webd(wrapper)
 
-    def start_webd(self):
-        self.webd = self.lab.start("gw", [WEBD, "-c", self.conf],
+    def start_webd(self, wrapper=()):
+        """`wrapper`: argv words put before webd's (e.g. prlimit and its options)."""
+        self.webd = self.lab.start("gw", list(wrapper) + [WEBD, "-c", self.conf],
                                    os.path.join(self.w, "webd.out"))
         assert self.webd.wait_for_output(r"listening on", 10), self.webd.output()
         assert self.webd.wait_for_output(r"connected to policyd", 10), self.webd.output()
         assert self.webd.seccomp_filtered(), "webd runs without seccomp"
 
-    def conn(self, host="127.0.0.1", ns_host="gw"):
-        return Connection(self.lab.ns(ns_host), host, self.port)
+    def conn(self, host="127.0.0.1", ns_host="gw", source=None, timeout=10):
+        return Connection(self.lab.ns(ns_host), host, self.port, timeout, source)
 
     def request(self, method, path, body=None, headers=None, conn=None, host="127.0.0.1",
-                ns_host="gw"):
-        c = conn or self.conn(host, ns_host)
+                ns_host="gw", source=None):
+        """`source`: the local address to connect from (another 127.0.0.x on loopback)."""
+        c = conn or self.conn(host, ns_host, source)
         h = dict(headers or {})
         data = None
         if body is not None:
@@ -172,9 +175,10 @@ class Appliance:
     def origin(self, host="127.0.0.1"):
         return "http://%s:%d" % (host, self.port)
 
-    def login(self, user="admin", password=PASSWORD, host="127.0.0.1", ns_host="gw"):
+    def login(self, user="admin", password=PASSWORD, host="127.0.0.1", ns_host="gw", source=None):
         r, body = self.request("POST", "/api/v1/login", {"username": user, "password": password},
-                               {"Origin": self.origin(host)}, host=host, ns_host=ns_host)
+                               {"Origin": self.origin(host)}, host=host, ns_host=ns_host,
+                               source=source)
         if r.status != 200:
             return r, None
         cookie = r.getheader("Set-Cookie").split(";")[0]
@@ -199,3 +203,35 @@ class Session:
 
     def send(self, method, path, body=None):
         return self.app.request(method, path, body, headers=self.headers(True))
+
+
+def exhaust_descriptors(app, connections=200, measure_s=3.0, probe_timeout=5.0):
+    """For a webd started under a small RLIMIT_NOFILE (prlimit): opens `connections` client
+    sockets (the ones webd cannot accept wait in its listen backlog), measures webd's CPU
+    use (utime + stime from /proc/PID/stat) over `measure_s` while it is out of
+    descriptors, closes them, and times how long a new request then takes to be answered.
+    Returns {"open_fds", "cpu_percent", "recovery_s"} (recovery_s None: no answer within
+    probe_timeout)."""
+    pid = kglab.real_pid(app.webd.pid)
+    ns = app.lab.ns("gw")
+    socks = []
+    try:
+        for _ in range(connections):
+            socks.append(raw_socket(ns, "127.0.0.1", app.port))
+        time.sleep(0.5)  # webd accepts what it can and runs out
+        open_fds = len(os.listdir("/proc/%d/fd" % pid))
+        cpu0, t0 = kglab.cpu_seconds(pid), time.monotonic()
+        time.sleep(measure_s)
+        cpu_percent = (kglab.cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) * 100
+    finally:
+        for s in socks:
+            s.close()
+    t0 = time.monotonic()
+    recovery_s = None
+    try:
+        r, _ = app.request("GET", "/", conn=app.conn(timeout=probe_timeout))
+        if r.status == 200:
+            recovery_s = time.monotonic() - t0
+    except OSError:
+        pass
+    return {"open_fds": open_fds, "cpu_percent": cpu_percent, "recovery_s": recovery_s}

@@ -785,3 +785,35 @@ TEST(ControlTime, ParsesTheDocumentedForms) {
   EXPECT_FALSE(kg::policyd::parse_control_time("2023-11-14T22:13:20+01", now));
   EXPECT_EQ(kg::policyd::iso_time(now), "2023-11-14T22:13:20.000Z");
 }
+
+TEST_F(ControlTest, LoginLockoutIsAuditedForWebdOnly) {
+  using kg::ipc::Role;
+  const std::vector<std::string> account = {"--account",  "--json", "--source", "198.51.100.7",
+                                            "--failures", "6",      "--delay",  "1"};
+  EXPECT_EQ(ctl("login-lockout", account).exit_code, 4);
+  EXPECT_EQ(audit_count("web_login_lockout"), 0u);
+  auto r = run(Role::webd, "login-lockout", account);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run(Role::webd, "login-lockout",
+          {"--source", "2001:db8::1", "--failures", "7", "--delay", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(audit_count("web_login_lockout"), 2u);
+  auto rows = ctl("audit", {"--kind", "web_login_lockout", "--json"});
+  EXPECT_NE(rows.out.find("\"source\":\"198.51.100.7\""), std::string::npos) << rows.out;
+  // A user name that looks like an option is still the value.
+  EXPECT_NE(rows.out.find(R"(\"account\":\"--json\",\"failures\":6,\"delay_s\":1)"),
+            std::string::npos)
+      << rows.out;
+  EXPECT_NE(rows.out.find(R"({\"scope\":\"source\",\"failures\":7,\"delay_s\":2})"),
+            std::string::npos)
+      << rows.out;
+  for (const std::vector<std::string>& bad :
+       {std::vector<std::string>{"--source", "nowhere", "--failures", "6", "--delay", "1"},
+        {"--source", "192.0.2.1", "--failures", "-1", "--delay", "1"},
+        {"--source", "192.0.2.1", "--failures", "6"},
+        {"--account", std::string(65, 'a'), "--source", "192.0.2.1", "--failures", "6", "--delay",
+         "1"}}) {
+    EXPECT_EQ(run(Role::webd, "login-lockout", bad).exit_code, 2) << bad[1];
+  }
+  EXPECT_EQ(audit_count("web_login_lockout"), 2u);
+}

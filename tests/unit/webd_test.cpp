@@ -1,5 +1,5 @@
 // knockgate-webd's pieces without sockets: JSON reader/writer, request-target parsing,
-// cookies, sessions and their timeouts, the login limiter, password and token stores,
+// cookies, sessions and their timeouts, the login throttle, password and token stores,
 // feed counters.
 #include <gtest/gtest.h>
 #include <sodium.h>
@@ -7,11 +7,14 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "webd/auth.h"
 #include "webd/feed_stats.h"
 #include "webd/http.h"
 #include "webd/json.h"
+#include "webd/login_throttle.h"
+#include "webd/server.h"
 
 namespace kg::webd {
 namespace {
@@ -113,23 +116,131 @@ TEST(Sessions, BoundedCountEvictsLeastRecentlyUsed) {
   EXPECT_NE(store.find(c, t0 + 3s), nullptr);
 }
 
-TEST(LoginLimiter, BlocksAfterFailuresPerSourceUntilWindowPasses) {
-  LoginLimiter::Limits limits;
-  limits.max_failures = 3;
-  limits.window = 60s;
-  LoginLimiter l(limits);
-  const auto t0 = Clock::now();
-  for (int i = 0; i < 3; ++i) {
-    EXPECT_FALSE(l.blocked("198.51.100.1", t0 + std::chrono::seconds(i)));
-    l.failed("198.51.100.1", t0 + std::chrono::seconds(i));
+LoginThrottle::Limits throttle_limits(size_t free_failures, std::chrono::seconds first,
+                                      std::chrono::seconds cap) {
+  LoginThrottle::Limits l;
+  l.free_failures = free_failures;
+  l.first_delay = first;
+  l.max_delay = cap;
+  return l;
+}
+
+std::string source_of(int i) {
+  return "198.51.100." + std::to_string(i);
+}
+
+TEST(LoginThrottle, FailuresFromManySourcesThrottleTheAccount) {
+  // Sources get more free failures than the account: each of 10 sources stays below its
+  // own threshold, so only the account can stop the spread-out guessing.
+  LoginThrottle t(throttle_limits(5, 1s, 900s), throttle_limits(10, 1s, 900s));
+  const auto t0 = LoginThrottle::Clock::now();
+  auto now = t0;
+  size_t checked = 0;
+  size_t refused = 0;
+  for (int i = 0; i < 50; ++i) {
+    const std::string source = source_of(i % 10);
+    if (t.wait("admin", source, now)) {
+      ++refused;
+    } else {
+      ++checked;
+      (void)t.failed("admin", source, now);
+    }
+    now += 100ms;
   }
-  auto wait = l.blocked("198.51.100.1", t0 + 10s);
+  EXPECT_GT(refused, 40U);  // 50 tries in 5 s: the account waited after its free failures
+  EXPECT_LT(checked, 10U);
+  EXPECT_TRUE(t.wait("admin", source_of(99), now)) << "a fresh source waits too";
+  EXPECT_FALSE(t.wait("someone-else", source_of(99), now)) << "other accounts do not";
+}
+
+TEST(LoginThrottle, DelaysDoubleUpToTheCapAndEachLockoutIsReported) {
+  LoginThrottle t(throttle_limits(3, 1s, 8s), throttle_limits(1000, 1s, 8s));
+  auto now = LoginThrottle::Clock::now();
+  std::vector<int64_t> delays;
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_FALSE(t.wait("ghost", source_of(1), now)) << i;
+    const auto lockouts = t.failed("ghost", source_of(1), now);
+    if (i < 3) {
+      EXPECT_TRUE(lockouts.empty()) << i;
+      continue;
+    }
+    ASSERT_EQ(lockouts.size(), 1U) << i;
+    EXPECT_EQ(lockouts[0].scope, LoginThrottle::Scope::account);
+    EXPECT_EQ(lockouts[0].key, "ghost");
+    EXPECT_EQ(lockouts[0].failures, static_cast<size_t>(i + 1));
+    delays.push_back(lockouts[0].delay.count());
+    auto wait = t.wait("ghost", source_of(2), now);
+    ASSERT_TRUE(wait);
+    EXPECT_EQ(*wait, lockouts[0].delay);
+    now += lockouts[0].delay;  // exactly when the wait ends the next attempt is checked
+  }
+  EXPECT_EQ(delays, (std::vector<int64_t>{1, 2, 4, 8, 8}));
+}
+
+TEST(LoginThrottle, RightPasswordAfterTheDelaySucceedsAndResets) {
+  LoginThrottle t(throttle_limits(2, 4s, 60s), throttle_limits(2, 4s, 60s));
+  auto now = LoginThrottle::Clock::now();
+  for (int i = 0; i < 3; ++i) (void)t.failed("admin", source_of(1), now);
+  auto wait = t.wait("admin", source_of(1), now + 1s);
   ASSERT_TRUE(wait);
-  EXPECT_EQ(wait->count(), 50);
-  EXPECT_FALSE(l.blocked("198.51.100.2", t0 + 10s));
-  EXPECT_FALSE(l.blocked("198.51.100.1", t0 + 61s));  // the first failure left the window
-  l.succeeded("198.51.100.1");
-  EXPECT_FALSE(l.blocked("198.51.100.1", t0 + 61s));
+  EXPECT_EQ(wait->count(), 3);  // rounded up, never 0 while waiting
+  EXPECT_TRUE(t.wait("admin", source_of(1), now + 3999ms));
+  EXPECT_FALSE(t.wait("admin", source_of(1), now + 4s)) << "the password is checked again";
+  t.succeeded("admin", source_of(1));
+  EXPECT_EQ(t.tracked(LoginThrottle::Scope::account), 0U);
+  EXPECT_EQ(t.tracked(LoginThrottle::Scope::source), 0U);
+  // Afresh: the free failures are free again.
+  EXPECT_TRUE(t.failed("admin", source_of(1), now + 5s).empty());
+}
+
+TEST(LoginThrottle, SourceThrottleCoversEveryAccountItTries) {
+  LoginThrottle t(throttle_limits(100, 1s, 60s), throttle_limits(3, 2s, 60s));
+  auto now = LoginThrottle::Clock::now();
+  std::vector<LoginThrottle::Lockout> last;
+  for (int i = 0; i < 4; ++i) last = t.failed("user" + std::to_string(i), source_of(7), now);
+  ASSERT_EQ(last.size(), 1U);
+  EXPECT_EQ(last[0].scope, LoginThrottle::Scope::source);
+  EXPECT_EQ(last[0].key, source_of(7));
+  EXPECT_EQ(last[0].delay, 2s);
+  EXPECT_TRUE(t.wait("user-never-tried", source_of(7), now + 1s));
+  EXPECT_FALSE(t.wait("user-never-tried", source_of(8), now + 1s));
+}
+
+TEST(LoginThrottle, MemoryIsBoundedOldestEvictedAndQuietKeysForgotten) {
+  LoginThrottle::Limits accounts = throttle_limits(0, 10s, 10s);
+  accounts.max_keys = 100;
+  accounts.forget_after = 600s;
+  LoginThrottle::Limits sources = accounts;
+  LoginThrottle t(accounts, sources);
+  auto now = LoginThrottle::Clock::now();
+  for (int i = 0; i < 1000; ++i) {
+    (void)t.failed("name" + std::to_string(i), "2001:db8::" + std::to_string(i), now);
+    now += 1ms;
+  }
+  EXPECT_EQ(t.tracked(LoginThrottle::Scope::account), 100U);
+  EXPECT_EQ(t.tracked(LoginThrottle::Scope::source), 100U);
+  EXPECT_FALSE(t.wait("name0", "2001:db8::ffff", now)) << "the oldest went first";
+  EXPECT_TRUE(t.wait("name999", "2001:db8::ffff", now));
+  // A key that fails again moves to the back of the eviction order.
+  (void)t.failed("name900", "2001:db8::ffff", now);
+  for (int i = 1000; i < 1099; ++i) (void)t.failed("name" + std::to_string(i), "2001:db8::1", now);
+  EXPECT_TRUE(t.wait("name900", "2001:db8::1:1", now));
+  EXPECT_FALSE(t.wait("name901", "2001:db8::1:1", now));
+  // Nothing failed for forget_after: everything is dropped on the next look.
+  EXPECT_FALSE(t.wait("name900", "2001:db8::1", now + 601s));
+  EXPECT_EQ(t.tracked(LoginThrottle::Scope::account), 0U);
+}
+
+TEST(DescriptorLimit, SystemdUnitCoversMaxConnectionsAndReserve) {
+  std::ifstream unit(std::string(KG_SOURCE_DIR) + "/etc/systemd/knockgate-webd.service");
+  ASSERT_TRUE(unit);
+  std::string line;
+  std::optional<size_t> limit;
+  while (std::getline(unit, line)) {
+    if (line.rfind("LimitNOFILE=", 0) == 0) limit = std::stoul(line.substr(12));
+  }
+  ASSERT_TRUE(limit) << "the unit sets LimitNOFILE";
+  EXPECT_GE(*limit, ServerOptions{}.max_connections + kReservedDescriptors);
 }
 
 TEST(Passwords, VerifiesArgon2idAndReloadsOnChange) {

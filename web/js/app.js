@@ -61,7 +61,7 @@ $('login-form').addEventListener('submit', async (e) => {
     $('login-password').value = '';
     loggedIn(session);
   } catch (err) {
-    $('login-error').textContent = err.status === 429 ? 'Too many failed attempts; wait a few minutes.' : err.message;
+    $('login-error').textContent = err.status === 429 ? 'Too many failed attempts; wait a little and try again.' : err.message;
   }
 });
 $('logout').addEventListener('click', async () => {
