@@ -4,12 +4,14 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
@@ -19,6 +21,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -1466,6 +1469,41 @@ TEST_F(IpcSocket, UnauthenticatedFloodFromOneUserIsCutAtAccept) {
   // The two admitted ones reached their deadline in a new interval, with lines of their own.
   EXPECT_EQ(log_count("uid 65534, before Hello): no Hello within 500 ms"), 2U) << all_logs();
   EXPECT_TRUE(root.connected());
+}
+
+TEST_F(IpcSocket, AcceptOutOfDescriptorsBacksOffLogsOnceAndRecovers) {
+  Server server(io_, server_options());
+  ASSERT_TRUE(server.start().ok());
+  // Three peers wait in the backlog while the process has no descriptor to spare.
+  std::vector<std::unique_ptr<RawPeer>> peers;
+  for (int i = 0; i < 3; ++i) {
+    peers.push_back(std::make_unique<RawPeer>(io_));
+    ASSERT_TRUE(peers.back()->connect(path_));
+  }
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int lowest_free = dup(0);
+  ASSERT_GE(lowest_free, 0);
+  close(lowest_free);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  run_for(io_, 350ms);
+  const size_t during = server.connection_count();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(during, 0U);
+  EXPECT_EQ(log_count("accept on " + path_ + ": Too many open files; retrying every 100 ms"), 1U)
+      << all_logs();
+  ASSERT_TRUE(run_until(io_, [&] { return server.connection_count() == 3U; }));
+  // A few attempts in 350 ms, not a spin.
+  const auto line = std::find_if(logs_.begin(), logs_.end(), [&](const std::string& l) {
+    return l.find("accepting on " + path_ + " again after ") != std::string::npos;
+  });
+  ASSERT_NE(line, logs_.end()) << all_logs();
+  const size_t at = line->find("again after ") + std::strlen("again after ");
+  const int attempts = std::stoi(line->substr(at));
+  EXPECT_GE(attempts, 2);
+  EXPECT_LE(attempts, 6);
 }
 
 // A stand-in server that answers Hello with Welcome and then misbehaves on cue.
