@@ -112,6 +112,14 @@ def run_phase(path, name, samples):
             flooder.wait()
 
 
+def pct(values, q):
+    return "%.2f" % kglab.percentile(values, q) if values else "—"
+
+
+def top(values):
+    return "%.2f" % max(values) if values else "—"
+
+
 def loadavg():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -145,23 +153,22 @@ def main():
                 load = loadavg()
                 lat, failed = run_phase(path, name, a.samples)
                 results[name].append((lat, failed, load))
-                sys.stderr.write("run %d %-12s median %.2f p99 %.2f max %.2f ms, %d failed, "
-                                 "load %s\n" % (run + 1, name, kglab.percentile(lat, 50),
-                                                kglab.percentile(lat, 99), max(lat), failed,
-                                                load))
+                sys.stderr.write("run %d %-12s median %s p99 %s max %s ms, %d failed, load %s\n"
+                                 % (run + 1, name, pct(lat, 50), pct(lat, 99), top(lat), failed,
+                                    load))
         assert pol.alive() and cap.alive()
     print("| phase | runs × samples | median ms | p99 ms | max ms | failed | median / p99 "
           "range over runs | load (1/5/15 min) at start |")
     print("|---|---|---|---|---|---|---|---|")
     for name, rs in results.items():
         all_lat = [x for lat, _, _ in rs for x in lat]
-        medians = [kglab.percentile(lat, 50) for lat, _, _ in rs]
-        p99s = [kglab.percentile(lat, 99) for lat, _, _ in rs]
-        print("| %s | %d × %d | %.2f | %.2f | %.2f | %d | %.2f–%.2f / %.2f–%.2f | %s |" % (
-            name, len(rs), a.samples, kglab.percentile(all_lat, 50),
-            kglab.percentile(all_lat, 99), max(all_lat), sum(f for _, f, _ in rs),
-            min(medians), max(medians), min(p99s), max(p99s),
-            "; ".join(load for _, _, load in rs)))
+        medians = [kglab.percentile(lat, 50) for lat, _, _ in rs if lat]
+        p99s = [kglab.percentile(lat, 99) for lat, _, _ in rs if lat]
+        spread = ("%.2f–%.2f / %.2f–%.2f" % (min(medians), max(medians), min(p99s), max(p99s))
+                  if medians else "—")
+        print("| %s | %d × %d | %s | %s | %s | %d | %s | %s |" % (
+            name, len(rs), a.samples, pct(all_lat, 50), pct(all_lat, 99), top(all_lat),
+            sum(f for _, f, _ in rs), spread, "; ".join(load for _, _, load in rs)))
 
 
 if __name__ == "__main__":
