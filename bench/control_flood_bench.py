@@ -4,17 +4,18 @@
 
 One sample is what knockgatectl does for `status`: a new connection to policyd.sock, Hello
 as role ctl, Welcome, ControlRequest "status", ControlReply; timed from connect() to the
-reply's last byte, spoken here directly so the figure is policyd's, not a process start.
-Each run measures three phases in a fresh order: no flood; 200 connections from nobody that
+reply's last byte, spoken here directly so the figure is policyd's, not a process start;
+one every 5 ms for --seconds per phase. Each run measures three phases in a fresh order: no flood; 200 connections from nobody that
 never say Hello (reopened whenever policyd closes one); 4 each from 50 uids. The flood is
 the integration test's (tests/integration/test_control_flood.py). captured is connected
 throughout. Every sample must get its reply; a failure is counted, not timed.
 
-  sudo bench/control_flood_bench.py --build build/release [--runs 3] [--samples 500]
+  sudo bench/control_flood_bench.py --build build/release [--runs 3] [--seconds 6]
 
 Prints Markdown.
 """
 import argparse
+import json
 import os
 import random
 import socket
@@ -77,11 +78,12 @@ def status_round_trip(path, request_id):
     return time.perf_counter() - t0
 
 
-def measure(path, samples):
+def measure(path, seconds):
     lat, failed = [], 0
-    for i in range(samples):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
         try:
-            lat.append(status_round_trip(path, i + 1) * 1e3)
+            lat.append(status_round_trip(path, len(lat) + failed + 1) * 1e3)
         except (OSError, ConnectionError):
             failed += 1
         time.sleep(0.005)
@@ -95,19 +97,24 @@ PHASES = {
 }
 
 
-def run_phase(path, name, samples):
+def run_phase(path, name, seconds):
+    """(latencies ms, failed, flood connects per second or None)."""
     specs = PHASES[name]
-    flooder = None
-    if specs:
-        flooder = subprocess.Popen([sys.executable, "-c", FLOODER, path, "3600"] +
-                                   ["%d:%d" % s for s in specs], stdout=subprocess.PIPE,
-                                   text=True, start_new_session=True)
-        assert flooder.stdout.readline().strip() == "started"
-        time.sleep(1.5)  # established, first deadlines passed
+    if not specs:
+        return measure(path, seconds) + (None,)
+    settle = 1.5  # established, first deadlines passed
+    flood_for = settle + seconds + 0.5
+    flooder = subprocess.Popen([sys.executable, "-c", FLOODER, path, str(flood_for)] +
+                               ["%d:%d" % s for s in specs], stdout=subprocess.PIPE,
+                               text=True, start_new_session=True)
     try:
-        return measure(path, samples)
+        assert flooder.stdout.readline().strip() == "started"
+        time.sleep(settle)
+        lat, failed = measure(path, seconds)
+        out, _ = flooder.communicate(timeout=30)
+        return lat, failed, json.loads(out.strip().splitlines()[-1])["connects"] / flood_for
     finally:
-        if flooder:
+        if flooder.poll() is None:
             os.killpg(flooder.pid, 9)
             flooder.wait()
 
@@ -129,7 +136,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--samples", type=int, default=500)
+    ap.add_argument("--seconds", type=float, default=6.0, help="sampling time per phase")
     a = ap.parse_args()
     b = os.path.abspath(a.build)
     results = {name: [] for name in PHASES}
@@ -151,24 +158,28 @@ def main():
             random.shuffle(order)
             for name in order:
                 load = loadavg()
-                lat, failed = run_phase(path, name, a.samples)
-                results[name].append((lat, failed, load))
-                sys.stderr.write("run %d %-12s median %s p99 %s max %s ms, %d failed, load %s\n"
-                                 % (run + 1, name, pct(lat, 50), pct(lat, 99), top(lat), failed,
-                                    load))
+                lat, failed, rate = run_phase(path, name, a.seconds)
+                results[name].append((lat, failed, load, rate))
+                sys.stderr.write("run %d %-12s %d samples: median %s p99 %s max %s ms, %d failed, "
+                                 "flood %s connections/s, load %s\n"
+                                 % (run + 1, name, len(lat), pct(lat, 50), pct(lat, 99), top(lat),
+                                    failed, "%.0f" % rate if rate else "—", load))
         assert pol.alive() and cap.alive()
-    print("| phase | runs × samples | median ms | p99 ms | max ms | failed | median / p99 "
-          "range over runs | load (1/5/15 min) at start |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| phase | runs, samples | median ms | p99 ms | max ms | failed | median / p99 "
+          "range over runs | flood connections/s | load (1/5/15 min) at start |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, rs in results.items():
-        all_lat = [x for lat, _, _ in rs for x in lat]
-        medians = [kglab.percentile(lat, 50) for lat, _, _ in rs if lat]
-        p99s = [kglab.percentile(lat, 99) for lat, _, _ in rs if lat]
+        all_lat = [x for r in rs for x in r[0]]
+        medians = [kglab.percentile(r[0], 50) for r in rs if r[0]]
+        p99s = [kglab.percentile(r[0], 99) for r in rs if r[0]]
         spread = ("%.2f–%.2f / %.2f–%.2f" % (min(medians), max(medians), min(p99s), max(p99s))
                   if medians else "—")
-        print("| %s | %d × %d | %s | %s | %s | %d | %s | %s |" % (
-            name, len(rs), a.samples, pct(all_lat, 50), pct(all_lat, 99), top(all_lat),
-            sum(f for _, f, _ in rs), spread, "; ".join(load for _, _, load in rs)))
+        rates = [r[3] for r in rs if r[3]]
+        print("| %s | %d, %d | %s | %s | %s | %d | %s | %s | %s |" % (
+            name, len(rs), len(all_lat), pct(all_lat, 50), pct(all_lat, 99), top(all_lat),
+            sum(r[1] for r in rs), spread,
+            "%.0f–%.0f" % (min(rates), max(rates)) if rates else "—",
+            "; ".join(r[2] for r in rs)))
 
 
 if __name__ == "__main__":
