@@ -126,7 +126,16 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
         max_write_queue_bytes_(core->options.max_write_queue_bytes) {}
 
   void start(std::chrono::milliseconds handshake_timeout) {
-    arm_deadline(handshake_timeout);
+    timer_.expires_after(handshake_timeout);
+    timer_.async_wait([self = shared_from_this(), handshake_timeout](const error_code& ec) {
+      if (ec || self->state_ == State::closed) return;
+      if (self->state_ == State::handshaking) {
+        self->finish("no Hello within " + std::to_string(handshake_timeout.count()) + " ms",
+                     log::Level::warn, Rejection::no_hello);
+      } else if (self->state_ == State::closing) {
+        self->finish("peer did not take the Refused message", std::nullopt);
+      }
+    });
     read_more();
   }
 
@@ -188,27 +197,6 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
 
  private:
   enum class State { handshaking, open, closing, closed };
-
-  void arm_deadline(std::chrono::milliseconds timeout) {
-    timer_.expires_after(timeout);
-    timer_.async_wait([self = shared_from_this(), timeout](const error_code& ec) {
-      if (ec || self->state_ == State::closed) return;
-      if (self->state_ == State::handshaking) {
-        // Bytes still unread in the socket mean our loop was busy, not the peer slow:
-        // read them before judging, once.
-        error_code available_ec;
-        if (!self->deadline_extended_ && self->socket_.available(available_ec) > 0) {
-          self->deadline_extended_ = true;
-          self->arm_deadline(timeout);
-          return;
-        }
-        self->finish("no Hello within " + std::to_string(timeout.count()) + " ms", log::Level::warn,
-                     Rejection::no_hello);
-      } else if (self->state_ == State::closing) {
-        self->finish("peer did not take the Refused message", std::nullopt);
-      }
-    });
-  }
 
   void read_more() {
     const auto space = reader_.prepare();
@@ -387,7 +375,6 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
   PeerCredentials peer_;
   Hello hello_;
   bool has_hello_ = false;
-  bool deadline_extended_ = false;
   State state_ = State::handshaking;
   FrameReader reader_;
   // Until the peer says otherwise, send only what every endpoint accepts.

@@ -59,9 +59,8 @@ struct ServerOptions {
   // Besides root, the uids that may use ConnectionLimits::reserved_connections: the
   // daemons' users, so that a flood from other users never locks them out.
   std::vector<uid_t> reserved_uids;
-  // accept → Hello. A peer that has not sent a Hello by then is closed (one more period
-  // if bytes wait unread: the server was busy, not the peer); one that was refused must
-  // have read its Refused by then.
+  // accept → Hello. A peer that has not sent a Hello by then is closed; one that was
+  // refused must have read its Refused by then.
   std::chrono::milliseconds handshake_timeout{1000};
   // Lines about unauthenticated peers (over a limit, no Hello, refused, malformed before
   // Hello): this many per interval one by one, then one summary line with the counts.
