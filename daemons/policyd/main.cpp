@@ -64,7 +64,7 @@ void usage(std::FILE* to) {
                kProgram, kDefaultConfig);
 }
 
-kg::ipc::PeerPolicy peer_policy(const kg::config::Options& o) {
+kg::ipc::StandardPeerRules peer_rules(const kg::config::Options& o) {
   kg::ipc::StandardPeerRules rules;
   auto capture = kg::lookup_user(o.capture_user);
   if (capture) {
@@ -83,7 +83,7 @@ kg::ipc::PeerPolicy peer_policy(const kg::config::Options& o) {
   } else {
     kg::log::info("AdminGroup " + o.admin_group + " does not exist; only root may control policyd");
   }
-  return kg::ipc::standard_peer_policy(rules);
+  return rules;
 }
 
 // Grants' kernel effects through the kernel layer (contract A).
@@ -166,7 +166,10 @@ class Daemon {
     // SO_PEERCRED (captured's uid, the admin group, root), not by the file mode.
     server_options.socket_mode = 0666;
     server_options.program_name = kProgram;
-    server_options.policy = peer_policy(config_.options);
+    const kg::ipc::StandardPeerRules rules = peer_rules(config_.options);
+    server_options.policy = kg::ipc::standard_peer_policy(rules);
+    // Root and the daemons' users keep connection slots that other users cannot fill.
+    server_options.reserved_uids = kg::ipc::daemon_uids(rules);
     // Snapshots of many grants and big control replies are queued whole; a subscriber
     // that stops reading is still cut off at this bound.
     server_options.max_write_queue_bytes = size_t{64} * 1024 * 1024;

@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -83,6 +84,14 @@ PeerPolicy standard_peer_policy(StandardPeerRules rules) {
     }
     return PeerDecision::refuse("unknown role");
   };
+}
+
+std::vector<uid_t> daemon_uids(const StandardPeerRules& rules) {
+  std::vector<uid_t> out;
+  for (const auto& uid : {rules.capture_uid, rules.verdict_uid, rules.web_uid}) {
+    if (uid && std::find(out.begin(), out.end(), *uid) == out.end()) out.push_back(*uid);
+  }
+  return out;
 }
 
 }  // namespace kg::ipc

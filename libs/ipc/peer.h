@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 #include "ipc/messages.h"
@@ -50,5 +51,9 @@ struct StandardPeerRules {
 // captured: capture_uid or root. verdictd: verdict_uid or root. webd: web_uid. ctl: root,
 // a peer whose gid is admin_gid, or a user with admin_gid among its groups.
 PeerPolicy standard_peer_policy(StandardPeerRules rules);
+
+// The daemons' own users among the rules (capture, verdict and web uid, each once), for
+// ServerOptions::reserved_uids: they keep their connection slots in a flood from others.
+std::vector<uid_t> daemon_uids(const StandardPeerRules& rules);
 
 }  // namespace kg::ipc

@@ -1,5 +1,7 @@
 #include "ipc/server.h"
 
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -48,6 +50,19 @@ Result<Ok> clear_stale_socket(asio::io_context& io, const std::string& path) {
   return Ok{};
 }
 
+// Tells a peer turned away at accept why, if its socket buffer takes the frame at once
+// (a fresh one always does); never waits for a peer that may not read.
+void tell_refused(Stream::socket& socket, const std::string& reason) {
+  std::vector<uint8_t> frame;
+  if (!append_frame(frame, Refused{reason}, kMinMaxFrameBytes).ok()) return;
+  [[maybe_unused]] const ssize_t sent =
+      ::send(socket.native_handle(), frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+// While accept fails (out of descriptors…) the connection stays in the backlog, so an
+// immediate retry would spin; this spaces the retries.
+constexpr std::chrono::milliseconds kAcceptRetry{100};
+
 }  // namespace
 
 namespace detail {
@@ -60,22 +75,35 @@ struct ServerCore {
         options(std::move(opts)),
         acceptor(context),
         accept_retry(context),
-        boot_id(options.boot_id != 0 ? options.boot_id : internal::random_u64()) {}
+        summary_timer(context),
+        boot_id(options.boot_id != 0 ? options.boot_id : internal::random_u64()),
+        admission(options.limits, options.reserved_uids),
+        rejections(options.rejection_log_burst, options.rejection_log_interval) {}
 
   void accept_next();
   void on_accept(const error_code& ec, Stream::socket socket);
+  void accept_failed(const error_code& ec);
+  void admit(Stream::socket socket);
+  // One line for something an unauthenticated peer caused, unless the interval's
+  // budget is spent; then it is only counted for the summary line.
+  void note(Rejection kind, uid_t uid, log::Level level, const std::string& line);
+  void arm_summary();
   void stop();
 
   asio::io_context& io;
   ServerOptions options;
   Stream::acceptor acceptor;
   asio::steady_timer accept_retry;
+  asio::steady_timer summary_timer;
   uint64_t boot_id;
   uint64_t next_session_id = 1;
   std::map<uint64_t, std::shared_ptr<Connection>> connections;  // handshaking and open
   size_t open_sessions = 0;
+  AdmissionControl admission;
+  RejectionLog rejections;
+  bool summary_armed = false;
   bool running = false;
-  bool accept_error_logged = false;
+  uint64_t accept_failures = 0;  // in a row
   bool socket_created = false;
   dev_t socket_dev = 0;
   ino_t socket_ino = 0;
@@ -103,7 +131,7 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
       if (ec || self->state_ == State::closed) return;
       if (self->state_ == State::handshaking) {
         self->finish("no Hello within " + std::to_string(handshake_timeout.count()) + " ms",
-                     log::Level::warn);
+                     log::Level::warn, Rejection::no_hello);
       } else if (self->state_ == State::closing) {
         self->finish("peer did not take the Refused message", std::nullopt);
       }
@@ -138,20 +166,30 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
   }
 
   // Closes with one log line at `level` (none when the reason was already logged).
-  void finish(const std::string& reason, std::optional<log::Level> level) {
+  // Before the handshake completed, the line goes through the rate limit as `kind`.
+  void finish(const std::string& reason, std::optional<log::Level> level,
+              std::optional<Rejection> kind = std::nullopt) {
     if (state_ == State::closed) return;
     auto self = shared_from_this();  // the core's map may hold the last reference
     const bool was_open = state_ == State::open;
     state_ = State::closed;
-    if (level) log::write(*level, "closing " + describe() + ": " + reason);
+    auto core = core_.lock();
+    if (level) {
+      const std::string line = "closing " + describe() + ": " + reason;
+      if (core && kind && !was_open) {
+        core->note(*kind, peer_.uid, *level, line);
+      } else {
+        log::write(*level, line);
+      }
+    }
     error_code ignored;
     timer_.cancel();
     socket_.close(ignored);
     pending_.clear();
     pending_bytes_ = 0;
-    auto core = core_.lock();
     if (!core) return;
     core->connections.erase(id_);
+    core->admission.release(peer_.uid, was_open);
     if (!was_open) return;
     --core->open_sessions;
     if (core->on_close) core->on_close(self, reason);
@@ -174,9 +212,9 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
       if (state_ == State::closing) {
         finish("refused", std::nullopt);
       } else if (ec == asio::error::eof || ec == asio::error::connection_reset) {
-        finish("closed by peer", log::Level::info);
+        finish("closed by peer", log::Level::info, Rejection::closed_early);
       } else {
-        finish("read: " + ec.message(), log::Level::warn);
+        finish("read: " + ec.message(), log::Level::warn, Rejection::protocol_error);
       }
       return;
     }
@@ -185,7 +223,7 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
     while (state_ == State::handshaking || state_ == State::open) {
       DecodeResult next = reader_.next();
       if (next.failed()) {
-        finish("malformed frame: " + next.reason(), log::Level::warn);
+        finish("malformed frame: " + next.reason(), log::Level::warn, Rejection::protocol_error);
         return;
       }
       if (!next.ok()) break;
@@ -201,7 +239,8 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
       if (const auto* hello = std::get_if<Hello>(&m)) {
         handle_hello(*hello);
       } else {
-        finish(std::string("expected Hello, got ") + message_name(m), log::Level::warn);
+        finish(std::string("expected Hello, got ") + message_name(m), log::Level::warn,
+               Rejection::protocol_error);
       }
       return;
     }
@@ -247,6 +286,7 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
     state_ = State::open;
     timer_.cancel();
     ++core->open_sessions;
+    core->admission.authenticated(peer_.uid);
 
     Welcome welcome;
     welcome.protocol_version = std::min(hello.protocol_version, kProtocolVersion);
@@ -262,7 +302,10 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
   }
 
   void refuse(const std::string& reason) {
-    log::warn("refusing " + describe() + ": " + reason);
+    if (auto core = core_.lock()) {
+      core->note(Rejection::refused, peer_.uid, log::Level::warn,
+                 "refusing " + describe() + ": " + reason);
+    }
     state_ = State::closing;  // the handshake timer still bounds how long this may take
     if (!queue(Refused{reason})) finish("refused", std::nullopt);
   }
@@ -353,30 +396,73 @@ void ServerCore::accept_next() {
 void ServerCore::on_accept(const error_code& ec, Stream::socket socket) {
   if (!running || ec == asio::error::operation_aborted) return;
   if (ec) {
-    // Out of descriptors and the like: say so once, back off briefly, keep serving.
-    if (!accept_error_logged) log::warn("accept on " + options.socket_path + ": " + ec.message());
-    accept_error_logged = true;
-    accept_retry.expires_after(std::chrono::milliseconds(100));
-    accept_retry.async_wait([weak = self](const error_code& wait_ec) {
-      if (auto core = weak.lock(); core && !wait_ec) core->accept_next();
-    });
+    accept_failed(ec);
     return;
   }
-  accept_error_logged = false;
+  if (accept_failures > 0) {
+    log::info("accepting on " + options.socket_path + " again after " +
+              std::to_string(accept_failures) + " failed attempt(s)");
+    accept_failures = 0;
+  }
+  admit(std::move(socket));
+  accept_next();
+}
+
+void ServerCore::accept_failed(const error_code& ec) {
+  // Out of descriptors and the like: say so once, back off, keep serving the sessions.
+  if (accept_failures++ == 0) {
+    log::warn("accept on " + options.socket_path + ": " + ec.message() + "; retrying every " +
+              std::to_string(kAcceptRetry.count()) + " ms");
+  }
+  accept_retry.expires_after(kAcceptRetry);
+  accept_retry.async_wait([weak = self](const error_code& wait_ec) {
+    if (auto core = weak.lock(); core && !wait_ec) core->accept_next();
+  });
+}
+
+void ServerCore::admit(Stream::socket socket) {
+  // The kernel's word on who connected, before the peer has said anything.
   auto peer = peer_credentials(socket.native_handle());
   if (!peer) {
-    log::warn("dropping a connection on " + options.socket_path + ": " + peer.error().message);
-  } else if (connections.size() >= options.max_sessions) {
-    log::warn("dropping a connection from pid " + std::to_string(peer->pid) + " uid " +
-              std::to_string(peer->uid) + ": already " + std::to_string(connections.size()) +
-              " connections");
-  } else {
-    const uint64_t id = next_session_id++;
-    auto connection = std::make_shared<Connection>(self.lock(), id, std::move(socket), *peer);
-    connections.emplace(id, connection);
-    connection->start(options.handshake_timeout);
+    note(Rejection::no_credentials, static_cast<uid_t>(-1), log::Level::warn,
+         "dropping a connection on " + options.socket_path + ": " + peer.error().message);
+    return;
   }
-  accept_next();
+  if (const Admission a = admission.admit(peer->uid); a != Admission::admitted) {
+    const std::string why = admission.describe(a, peer->uid);
+    note(Rejection::over_limit, peer->uid, log::Level::warn,
+         "closing a new connection (pid " + std::to_string(peer->pid) + " uid " +
+             std::to_string(peer->uid) + "): " + why);
+    tell_refused(socket, why);
+    return;
+  }
+  const uint64_t id = next_session_id++;
+  auto connection = std::make_shared<Connection>(self.lock(), id, std::move(socket), *peer);
+  connections.emplace(id, connection);
+  connection->start(options.handshake_timeout);
+}
+
+void ServerCore::note(Rejection kind, uid_t uid, log::Level level, const std::string& line) {
+  if (rejections.note(kind, uid, std::chrono::steady_clock::now())) {
+    log::write(level, line);
+  } else {
+    arm_summary();
+  }
+}
+
+void ServerCore::arm_summary() {
+  const auto due = rejections.summary_due();
+  if (summary_armed || !due) return;
+  summary_armed = true;
+  summary_timer.expires_at(*due);
+  summary_timer.async_wait([weak = self](const error_code& ec) {
+    auto core = weak.lock();
+    if (!core || ec) return;
+    core->summary_armed = false;
+    if (auto line = core->rejections.summary(std::chrono::steady_clock::now())) {
+      log::warn(core->options.socket_path + ": " + *line);
+    }
+  });
 }
 
 void ServerCore::stop() {
@@ -385,11 +471,16 @@ void ServerCore::stop() {
   error_code ignored;
   acceptor.close(ignored);
   accept_retry.cancel();
+  summary_timer.cancel();
+  summary_armed = false;
   // finish() erases from the map: close from a copy.
   std::vector<std::shared_ptr<Connection>> all;
   for (auto& [id, connection] : connections) all.push_back(connection);
   for (auto& connection : all) connection->finish("server stopping", log::Level::debug);
   connections.clear();
+  if (auto line = rejections.flush(std::chrono::steady_clock::now())) {
+    log::warn(options.socket_path + ": " + *line);
+  }
   if (socket_created) {
     struct stat st {};
     // Remove only the file we made: a successor may already have bound its own.
@@ -430,6 +521,9 @@ Result<Ok> Server::start() {
     return Error{"max_frame_bytes must be between " + std::to_string(kMinMaxFrameBytes) +
                  " and 2^32-1"};
   }
+  if (auto invalid = AdmissionControl::invalid(o.limits)) return Error{*invalid};
+  if (o.rejection_log_interval.count() <= 0)
+    return Error{"rejection_log_interval must be positive"};
   if (o.socket_path.empty() || o.socket_path.size() >= sizeof(sockaddr_un::sun_path)) {
     return Error{"socket path '" + o.socket_path + "' is empty or too long"};
   }
@@ -473,6 +567,12 @@ Result<Ok> Server::start() {
   core.running = true;
   core.accept_next();
   log::info("listening on " + o.socket_path);
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY &&
+                      o.limits.max_connections + 64 > files.rlim_cur) {
+    log::warn("up to " + std::to_string(o.limits.max_connections) + " connections on " +
+              o.socket_path + " are close to the descriptor limit of " +
+              std::to_string(files.rlim_cur) + "; accepts may fail");
+  }
   return Ok{};
 }
 
@@ -492,6 +592,10 @@ void Server::on_close(CloseHandler handler) {
 
 size_t Server::session_count() const {
   return core_->open_sessions;
+}
+
+size_t Server::connection_count() const {
+  return core_->connections.size();
 }
 
 std::vector<SessionPtr> Server::sessions() const {

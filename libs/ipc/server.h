@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "ipc/admission.h"
 #include "ipc/messages.h"
 #include "ipc/peer.h"
 
@@ -53,10 +54,20 @@ struct ServerOptions {
   std::string program_name;                            // sent in Welcome
   size_t max_frame_bytes = kDefaultMaxFrameBytes;      // largest frame we accept
   size_t max_write_queue_bytes = size_t{1024} * 1024;  // per session
-  size_t max_sessions = 64;
-  std::chrono::milliseconds handshake_timeout{5000};  // accept → Hello
-  uint64_t boot_id = 0;                               // 0: random
-  PeerPolicy policy;                                  // required: no policy, no peers
+  // Checked at accept with the peer's SO_PEERCRED uid, before it says anything.
+  ConnectionLimits limits;
+  // Besides root, the uids that may use ConnectionLimits::reserved_connections: the
+  // daemons' users, so that a flood from other users never locks them out.
+  std::vector<uid_t> reserved_uids;
+  // accept → Hello. A peer that has not sent a Hello by then is closed; one that was
+  // refused must have read its Refused by then.
+  std::chrono::milliseconds handshake_timeout{1000};
+  // Lines about unauthenticated peers (over a limit, no Hello, refused, malformed before
+  // Hello): this many per interval one by one, then one summary line with the counts.
+  size_t rejection_log_burst = 5;
+  std::chrono::milliseconds rejection_log_interval{10000};
+  uint64_t boot_id = 0;  // 0: random
+  PeerPolicy policy;     // required: no policy, no peers
 };
 
 class Server {
@@ -83,7 +94,8 @@ class Server {
   void on_open(OpenHandler handler);    // after Welcome was queued
   void on_close(CloseHandler handler);  // only for sessions that were opened
 
-  size_t session_count() const;  // authenticated sessions
+  size_t session_count() const;     // authenticated sessions
+  size_t connection_count() const;  // sessions and connections before or at Hello
   std::vector<SessionPtr> sessions() const;
   uint64_t boot_id() const;
 

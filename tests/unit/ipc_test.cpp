@@ -4,12 +4,14 @@
 #include <grp.h>
 #include <gtest/gtest.h>
 #include <pwd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/write.hpp>
@@ -19,11 +21,13 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "common/log.h"
+#include "ipc/admission.h"
 #include "ipc/backoff.h"
 #include "ipc/client.h"
 #include "ipc/messages.h"
@@ -622,6 +626,148 @@ TEST(IpcPeerPolicy, UserInGroupUsesPrimaryAndSupplementaryGroups) {
   if (!checked) GTEST_SKIP() << "no user with a supplementary group on this system";
 }
 
+TEST(IpcAdmission, PerUidLimitsBeforeAndAfterHello) {
+  AdmissionControl a({.max_connections = 100,
+                      .reserved_connections = 10,
+                      .max_connections_per_uid = 3,
+                      .max_handshaking_per_uid = 2},
+                     {});
+  const uid_t user = 1000;
+  EXPECT_EQ(a.admit(user), Admission::admitted);
+  EXPECT_EQ(a.admit(user), Admission::admitted);
+  EXPECT_EQ(a.admit(user), Admission::uid_handshaking_limit);
+  EXPECT_EQ(a.handshaking_of(user), 2U);
+  // Another uid has its own allowance.
+  EXPECT_EQ(a.admit(1001), Admission::admitted);
+  // A Hello frees a handshaking slot, but the connection still counts for the uid.
+  a.authenticated(user);
+  EXPECT_EQ(a.admit(user), Admission::admitted);
+  EXPECT_EQ(a.admit(user), Admission::uid_limit);
+  EXPECT_EQ(a.connections_of(user), 3U);
+  EXPECT_EQ(a.handshaking_of(user), 2U);
+  a.release(user, true);
+  EXPECT_EQ(a.connections_of(user), 2U);
+  EXPECT_EQ(a.admit(user), Admission::uid_handshaking_limit);
+  a.release(user, false);
+  EXPECT_EQ(a.handshaking_of(user), 1U);
+  EXPECT_EQ(a.admit(user), Admission::admitted);
+  EXPECT_EQ(a.connections(), 3U);
+  a.release(user, false);
+  a.release(user, false);
+  a.release(1001, false);
+  EXPECT_EQ(a.connections(), 0U);
+  EXPECT_EQ(a.connections_of(user), 0U);
+  EXPECT_NE(a.describe(Admission::uid_handshaking_limit, user)
+                .find("uid 1000 already has 2 connections before Hello"),
+            std::string::npos);
+}
+
+TEST(IpcAdmission, ReservedSlotsStayForRootAndTheDaemonUsers) {
+  const uid_t capture = 998;
+  AdmissionControl a({.max_connections = 10,
+                      .reserved_connections = 4,
+                      .max_connections_per_uid = 8,
+                      .max_handshaking_per_uid = 8},
+                     {capture});
+  EXPECT_TRUE(a.reserved(0));
+  EXPECT_TRUE(a.reserved(capture));
+  EXPECT_FALSE(a.reserved(65534));
+  // A flood from many uids takes the six unreserved slots and no more.
+  uid_t next = 40000;
+  size_t admitted = 0;
+  for (int i = 0; i < 50; ++i) admitted += a.admit(next++) == Admission::admitted ? 1U : 0U;
+  EXPECT_EQ(admitted, 6U);
+  EXPECT_EQ(a.admit(next), Admission::unreserved_full);
+  // Root and captured's user still get in, until the server is full.
+  EXPECT_EQ(a.admit(capture), Admission::admitted);
+  EXPECT_EQ(a.admit(0), Admission::admitted);
+  EXPECT_EQ(a.admit(0), Admission::admitted);
+  EXPECT_EQ(a.admit(capture), Admission::admitted);
+  EXPECT_EQ(a.admit(0), Admission::full);
+  EXPECT_EQ(a.admit(capture), Admission::full);
+  // One flood connection gone: still only for reserved uids, as 9 of 10 are in use.
+  a.release(40000, false);
+  EXPECT_EQ(a.admit(next), Admission::unreserved_full);
+  EXPECT_EQ(a.admit(0), Admission::admitted);
+}
+
+TEST(IpcAdmission, RootHasNoPerUidLimitButDaemonUsersDo) {
+  AdmissionControl a({.max_connections = 20,
+                      .reserved_connections = 5,
+                      .max_connections_per_uid = 2,
+                      .max_handshaking_per_uid = 1},
+                     {998});
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(a.admit(0), Admission::admitted);
+  EXPECT_EQ(a.admit(998), Admission::admitted);
+  EXPECT_EQ(a.admit(998), Admission::uid_handshaking_limit);
+}
+
+TEST(IpcAdmission, InvalidLimitsAreNamed) {
+  EXPECT_FALSE(AdmissionControl::invalid(ConnectionLimits{}).has_value());
+  EXPECT_TRUE(AdmissionControl::invalid({.max_connections = 0}).has_value());
+  EXPECT_TRUE(
+      AdmissionControl::invalid({.max_connections = 8, .reserved_connections = 8}).has_value());
+  EXPECT_TRUE(AdmissionControl::invalid({.max_connections_per_uid = 0}).has_value());
+  EXPECT_TRUE(
+      AdmissionControl::invalid({.max_connections_per_uid = 2, .max_handshaking_per_uid = 3})
+          .has_value());
+}
+
+TEST(IpcRejectionLog, BurstThenOneSummaryPerInterval) {
+  RejectionLog log(3, 10000ms);
+  const auto t0 = RejectionLog::Clock::time_point{} + 1h;
+  EXPECT_FALSE(log.summary_due().has_value());
+  size_t lines = 0;
+  for (int i = 0; i < 1000; ++i) {
+    lines += log.note(i % 2 == 0 ? Rejection::over_limit : Rejection::no_hello, 65534,
+                      t0 + std::chrono::milliseconds(i))
+                 ? 1U
+                 : 0U;
+  }
+  log.note(Rejection::refused, 1000, t0 + 5s);
+  EXPECT_EQ(lines, 3U);
+  ASSERT_TRUE(log.summary_due().has_value());
+  EXPECT_EQ(*log.summary_due(), t0 + 10s);
+  EXPECT_FALSE(log.summary(t0 + 9s).has_value());
+  const auto summary = log.summary(t0 + 10s);
+  ASSERT_TRUE(summary.has_value());
+  EXPECT_EQ(*summary,
+            "1001 unauthenticated connections closed in 10000 ms (500 over connection limits, "
+            "500 without Hello in time, 1 refused at Hello); 998 not logged one by one; most "
+            "from uid 65534 (1000), 2 uids in all");
+  EXPECT_FALSE(log.summary_due().has_value());
+  // The next rejection begins a new interval with a fresh burst.
+  EXPECT_TRUE(log.note(Rejection::no_hello, 1, t0 + 11s));
+  EXPECT_FALSE(log.summary_due().has_value());
+}
+
+TEST(IpcRejectionLog, NoSummaryWhenEveryLineWasWritten) {
+  RejectionLog log(2, 1000ms);
+  const auto t0 = RejectionLog::Clock::time_point{} + 1h;
+  EXPECT_TRUE(log.note(Rejection::closed_early, 5, t0));
+  EXPECT_TRUE(log.note(Rejection::closed_early, 5, t0 + 100ms));
+  EXPECT_FALSE(log.summary_due().has_value());
+  EXPECT_FALSE(log.summary(t0 + 2s).has_value());
+  // An interval that ended unasked does not hold back the next one's lines.
+  EXPECT_TRUE(log.note(Rejection::closed_early, 5, t0 + 3s));
+  EXPECT_TRUE(log.note(Rejection::closed_early, 5, t0 + 3s));
+  EXPECT_FALSE(log.note(Rejection::closed_early, 5, t0 + 3s));
+  // A stopping server sums up what it has so far.
+  const auto flushed = log.flush(t0 + 3500ms);
+  ASSERT_TRUE(flushed.has_value());
+  EXPECT_NE(flushed->find("3 unauthenticated connections closed in 500 ms (3 closed by the peer "
+                          "before Hello); 1 not logged"),
+            std::string::npos)
+      << *flushed;
+  EXPECT_FALSE(log.flush(t0 + 4s).has_value());
+}
+
+TEST(IpcPeerPolicy, DaemonUidsAreTheServiceUsersOnce) {
+  EXPECT_EQ(daemon_uids({.capture_uid = 998, .admin_gid = 50, .web_uid = 997, .verdict_uid = 998}),
+            (std::vector<uid_t>{998, 997}));
+  EXPECT_TRUE(daemon_uids({}).empty());
+}
+
 // ---------------------------------------------------------------- sockets
 
 bool run_until(asio::io_context& io, const std::function<bool()>& done,
@@ -1179,11 +1325,10 @@ TEST_F(IpcSocket, ServerChecksTheKernelsCredentialsOfOtherUsers) {
   const uid_t nobody = 65534;
   const gid_t nogroup = 65534;
   ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
-  auto options = server_options(
-      standard_peer_policy({.capture_uid = 4321,
-                            .admin_gid = nogroup,
-                            .web_uid = std::nullopt,
-                            .verdict_uid = std::nullopt}));
+  auto options = server_options(standard_peer_policy({.capture_uid = 4321,
+                                                      .admin_gid = nogroup,
+                                                      .web_uid = std::nullopt,
+                                                      .verdict_uid = std::nullopt}));
   options.socket_group = nogroup;  // mode 0660: only root and nogroup may connect
   Server server(io_, options);
   ASSERT_TRUE(server.start().ok());
@@ -1232,6 +1377,133 @@ TEST_F(IpcSocket, ServerChecksTheKernelsCredentialsOfOtherUsers) {
   EXPECT_EQ(outcome(spawn(Role::verdictd)), refused) << all_logs();  // not root
   EXPECT_EQ(outcome(spawn(Role::ctl)), welcomed) << all_logs();      // gid is the admin group
   EXPECT_EQ(log_count("(captured pid"), 1U) << all_logs();
+}
+
+TEST_F(IpcSocket, UnauthenticatedFloodFromOneUserIsCutAtAccept) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  const uid_t nobody = 65534;
+  ASSERT_EQ(chmod(dir_.c_str(), 0755), 0);
+  auto options = server_options();
+  options.socket_mode = 0666;
+  options.limits = {.max_connections = 8,
+                    .reserved_connections = 3,
+                    .max_connections_per_uid = 4,
+                    .max_handshaking_per_uid = 2};
+  options.handshake_timeout = 500ms;
+  options.rejection_log_burst = 2;
+  options.rejection_log_interval = 200ms;
+  Server server(io_, options);
+  ASSERT_TRUE(server.start().ok());
+
+  // Child: as nobody, open 20 connections and say nothing; report how many were turned
+  // away with a Refused frame at once, then hold them until the parent is done.
+  constexpr int kFlood = 20;
+  int report[2];
+  int done[2];
+  ASSERT_EQ(pipe(report), 0);
+  ASSERT_EQ(pipe(done), 0);
+  const pid_t child = fork();
+  if (child == 0) {
+    close(report[0]);
+    close(done[1]);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(nobody) != 0) _exit(1);
+    std::vector<int> fds;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
+    for (int i = 0; i < kFlood; ++i) {
+      const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) _exit(2);
+      fds.push_back(fd);
+    }
+    int refused = 0;
+    for (int tries = 0; tries < 200 && refused < kFlood - 2; ++tries) {
+      refused = 0;
+      for (const int fd : fds) {
+        char byte = 0;
+        refused += ::recv(fd, &byte, 1, MSG_DONTWAIT | MSG_PEEK) == 1 ? 1 : 0;
+      }
+      usleep(10000);
+    }
+    if (::write(report[1], &refused, sizeof refused) != sizeof refused) _exit(3);
+    char ignored = 0;
+    [[maybe_unused]] const ssize_t n = ::read(done[0], &ignored, 1);
+    _exit(0);
+  }
+  close(report[1]);
+  close(done[0]);
+  fcntl(report[0], F_SETFL, O_NONBLOCK);
+  int refused = -1;
+  ASSERT_TRUE(run_until(io_, [&] {
+    return ::read(report[0], &refused, sizeof refused) == static_cast<ssize_t>(sizeof refused);
+  }));
+  EXPECT_EQ(refused, kFlood - 2);
+  EXPECT_EQ(server.connection_count(), 2U);
+
+  // Root still gets in while nobody's two wait for their deadline.
+  Client root(io_, client_options(Role::ctl));
+  ASSERT_TRUE(root.start().ok());
+  EXPECT_TRUE(run_until(io_, [&] { return root.connected(); }));
+  EXPECT_TRUE(run_until(
+      io_, [&] { return server.connection_count() == 1U; }, 2000ms));
+  EXPECT_TRUE(run_until(
+      io_, [&] { return log_count("not logged one by one") >= 1; }, 2000ms))
+      << all_logs();
+  close(done[1]);
+  close(report[0]);
+  int status = 0;
+  EXPECT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+
+  // Two lines one by one, the rest in the summary.
+  EXPECT_EQ(log_count("closing a new connection (pid " + std::to_string(child) +
+                      " uid 65534): uid "
+                      "65534 already has 2 connections before Hello"),
+            2U)
+      << all_logs();
+  EXPECT_EQ(
+      log_count(path_ + ": 18 unauthenticated connections closed in 200 ms (18 over "
+                        "connection limits); 16 not logged one by one; most from uid 65534 (18)"),
+      1U)
+      << all_logs();
+  // The two admitted ones reached their deadline in a new interval, with lines of their own.
+  EXPECT_EQ(log_count("uid 65534, before Hello): no Hello within 500 ms"), 2U) << all_logs();
+  EXPECT_TRUE(root.connected());
+}
+
+TEST_F(IpcSocket, AcceptOutOfDescriptorsBacksOffLogsOnceAndRecovers) {
+  Server server(io_, server_options());
+  ASSERT_TRUE(server.start().ok());
+  // Three peers wait in the backlog while the process has no descriptor to spare.
+  std::vector<std::unique_ptr<RawPeer>> peers;
+  for (int i = 0; i < 3; ++i) {
+    peers.push_back(std::make_unique<RawPeer>(io_));
+    ASSERT_TRUE(peers.back()->connect(path_));
+  }
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  const int lowest_free = dup(0);
+  ASSERT_GE(lowest_free, 0);
+  close(lowest_free);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &tight), 0);
+  run_for(io_, 350ms);
+  const size_t during = server.connection_count();
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  EXPECT_EQ(during, 0U);
+  EXPECT_EQ(log_count("accept on " + path_ + ": Too many open files; retrying every 100 ms"), 1U)
+      << all_logs();
+  ASSERT_TRUE(run_until(io_, [&] { return server.connection_count() == 3U; }));
+  // A few attempts in 350 ms, not a spin.
+  const auto line = std::find_if(logs_.begin(), logs_.end(), [&](const std::string& l) {
+    return l.find("accepting on " + path_ + " again after ") != std::string::npos;
+  });
+  ASSERT_NE(line, logs_.end()) << all_logs();
+  const size_t at = line->find("again after ") + std::strlen("again after ");
+  const int attempts = std::stoi(line->substr(at));
+  EXPECT_GE(attempts, 2);
+  EXPECT_LE(attempts, 6);
 }
 
 // A stand-in server that answers Hello with Welcome and then misbehaves on cue.
