@@ -31,6 +31,7 @@ CONF = """[options]
   Interface = kg-wan
   RuntimeDir = {w}
   Database = {w}/knockgate.db
+  PidFile = {w}/policyd.pid
   CaptureUser = nobody
 
 [profile ssh-only]

@@ -86,6 +86,7 @@ def config(w, port, extra=""):
             "  Interface = kg-wan\n"
             "  RuntimeDir = {w}\n"
             "  Database = {w}/knockgate.db\n"
+            "  PidFile = {w}/policyd.pid\n"
             "  CaptureUser = nobody\n"
             "  WebUser = nobody\n"
             "  VerdictUser = nobody\n"
