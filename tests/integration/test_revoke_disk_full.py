@@ -191,7 +191,7 @@ class RevokeDiskFullTest(unittest.TestCase):
         self.policyd.proc.wait()
         self.free_disk()
         # The database never heard of the revocation...
-        self.assertEqual(self.db_state(self.grant_id), ("active", ""))
+        self.assertEqual(self.db_state(self.grant_id), ("active", None))
         # ...yet after the restart (over the stale PidFile) the grant stays revoked.
         self.start_policyd()
         with open(self.pid_path) as f:
@@ -215,7 +215,7 @@ class RevokeDiskFullTest(unittest.TestCase):
         r = self.ctl_json("revoke", str(g["id"]))
         self.assertTrue(r["record_pending"], r)
         self.assertFalse(self.connects("client"))
-        self.assertEqual(self.db_state(g["id"]), ("active", ""))
+        self.assertEqual(self.db_state(g["id"]), ("active", None))
         self.free_disk()
         self.wait(lambda: self.db_state(g["id"]) == ("revoked", "ctl:root"), 10,
                   "the revocation in the database")
