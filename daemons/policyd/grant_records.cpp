@@ -128,8 +128,8 @@ void PolicyCore::retry_grant_ends(bool soon) {
   if (soon) {
     record_backoff_ = std::chrono::milliseconds(0);
   } else {
-    record_backoff_ = record_backoff_.count() == 0 ? kFirstRetry
-                                                   : std::min(record_backoff_ * 2, kMaxRetry);
+    record_backoff_ =
+        record_backoff_.count() == 0 ? kFirstRetry : std::min(record_backoff_ * 2, kMaxRetry);
   }
   record_timer_->expires_after(record_backoff_);
   std::weak_ptr<int> alive = alive_;

@@ -402,8 +402,8 @@ Result<std::vector<GrantRow>> PolicyCore::end_grants(std::vector<int64_t> ids,
       observer_->grant_changed(ipc::GrantOp::remove, record, std::string(reason));
     }
     feed(kind, row, 0, reason);
-    ends.push_back({row, std::string(audit), describe_grant(row) + "; " + std::string(reason),
-                    slots[i]});
+    ends.push_back(
+        {row, std::string(audit), describe_grant(row) + "; " + std::string(reason), slots[i]});
   }
   arm_grant_timer();
   // Only now the database: committed here if it can be, otherwise retried with back-off.

@@ -63,8 +63,8 @@ Result<Existing> judge_existing(const std::string& path) {
     ~Closer() { ::close(fd); }
   } closer{fd};
   const std::optional<pid_t> pid = read_pid(fd);
-  const std::string who = pid ? "process " + std::to_string(*pid) + " (" + process_name(*pid) + ")"
-                              : "another process";
+  const std::string who =
+      pid ? "process " + std::to_string(*pid) + " (" + process_name(*pid) + ")" : "another process";
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno != EWOULDBLOCK) return errno_error("PidFile " + path + ": flock", errno);
     return Error{"PidFile " + path + " belongs to " + who +

@@ -113,11 +113,11 @@ Result<RevocationJournal> RevocationJournal::open(const std::string& path) {
       j.loaded_.push_back(std::move(t));
     } else if (r != zero) {
       // A torn or foreign slot: free it now, while the disk is known to be writable.
-      if (auto w = pwrite_all(j.fd_, zero.data(), zero.size(),
-                              static_cast<off_t>(slot * kRecordSize));
+      if (auto w =
+              pwrite_all(j.fd_, zero.data(), zero.size(), static_cast<off_t>(slot * kRecordSize));
           !w) {
-        return Error{"revocation journal " + path + ": clearing a damaged slot: " +
-                     w.error().message};
+        return Error{"revocation journal " + path +
+                     ": clearing a damaged slot: " + w.error().message};
       }
     }
   }
@@ -126,8 +126,8 @@ Result<RevocationJournal> RevocationJournal::open(const std::string& path) {
     // and initialised now, so later tombstones only overwrite them.
     std::vector<uint8_t> zeros(static_cast<size_t>(full - st.st_size), 0);
     if (auto w = pwrite_all(j.fd_, zeros.data(), zeros.size(), st.st_size); !w) {
-      return Error{"revocation journal " + path + ": cannot reserve " +
-                   std::to_string(full) + " bytes: " + w.error().message};
+      return Error{"revocation journal " + path + ": cannot reserve " + std::to_string(full) +
+                   " bytes: " + w.error().message};
     }
     if (::fsync(j.fd_) != 0) return errno_error("fsync", path, errno);
   }

@@ -157,8 +157,8 @@ Result<Ok> ensure_database_dir(const std::string& db_path) {
          up = up.substr(0, up.rfind('/'))) {
       missing = up;
     }
-    return Error{"Database " + db_path + ": cannot create its directory " + dir + ": " +
-                 missing + " does not exist"};
+    return Error{"Database " + db_path + ": cannot create its directory " + dir + ": " + missing +
+                 " does not exist"};
   }
   return Error{"Database " + db_path + ": cannot create its directory " + dir + ": " +
                std::strerror(err)};

@@ -102,8 +102,8 @@ class GrantRecordsTest : public PolicydFixture {
     io_ = std::make_unique<boost::asio::io_context>();
   }
   GrantRow grant(const char* source) {
-    auto r = core_->grant(*IpAddr::parse(source), "p", kg::ipc::GrantMethod::ctl, "ctl:t",
-                          std::nullopt);
+    auto r =
+        core_->grant(*IpAddr::parse(source), "p", kg::ipc::GrantMethod::ctl, "ctl:t", std::nullopt);
     EXPECT_TRUE(r) << (r ? "" : r.error().message);
     return r ? r->grant : GrantRow{};
   }
@@ -328,8 +328,8 @@ TEST_F(GrantRecordsTest, PidFileIsWrittenAndRemovedAndARunningOwnerIsRefused) {
 
 TEST_F(GrantRecordsTest, AStalePidFileIsReplacedAndALiveUnlockedOneRefused) {
   const std::string path = dir_ + "/policyd.pid";
-  for (const std::string& stale : {std::to_string(dead_pid()) + "\n", std::string("garbage"),
-                                   std::string("")}) {
+  for (const std::string& stale :
+       {std::to_string(dead_pid()) + "\n", std::string("garbage"), std::string("")}) {
     write_file(path, stale);
     auto pid = PidFile::create(path);
     ASSERT_TRUE(pid) << pid.error().message;
