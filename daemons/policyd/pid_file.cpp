@@ -35,7 +35,17 @@ std::optional<pid_t> read_pid(int fd) {
 }
 
 bool process_alive(pid_t pid) {
-  return ::kill(pid, 0) == 0 || errno == EPERM;
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  // A zombie has exited already; only its parent has not collected it yet.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text;
+  std::getline(stat, text);
+  const size_t paren = text.rfind(')');
+  if (paren != std::string::npos && paren + 2 < text.size()) {
+    const char state = text[paren + 2];
+    if (state == 'Z' || state == 'X') return false;
+  }
+  return true;
 }
 
 std::string process_name(pid_t pid) {

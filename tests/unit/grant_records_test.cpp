@@ -324,8 +324,7 @@ TEST_F(GrantRecordsTest, PidFileIsWrittenAndRemovedAndARunningOwnerIsRefused) {
   EXPECT_FALSE(std::filesystem::exists(path));  // removed at exit
   // No temporary file left behind either.
   for (const auto& e : std::filesystem::directory_iterator(dir_)) {
-    EXPECT_EQ(e.path().filename().string().rfind("policyd.pid", 0), std::string::npos)
-        << e.path();
+    EXPECT_EQ(e.path().filename().string().rfind("policyd.pid", 0), std::string::npos) << e.path();
   }
 }
 
@@ -337,6 +336,18 @@ TEST_F(GrantRecordsTest, AStalePidFileIsReplacedAndALiveUnlockedOneRefused) {
     auto pid = PidFile::create(path);
     ASSERT_TRUE(pid) << pid.error().message;
     EXPECT_EQ(slurp(path), std::to_string(::getpid()) + "\n");
+  }
+  {
+    // A policyd killed with SIGKILL whose parent has not collected it yet (a zombie).
+    const pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    siginfo_t info{};
+    ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(child), &info, WEXITED | WNOWAIT), 0);
+    write_file(path, std::to_string(child) + "\n");
+    auto pid = PidFile::create(path);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(pid) << pid.error().message;
   }
   // knockd does not lock its pid file: a live process named in it is enough.
   write_file(path, std::to_string(::getppid()) + "\n");
