@@ -1,6 +1,8 @@
 """A revocation never depends on the disk: policyd and verdictd in the gw namespace, the
-database on a small tmpfs this test mounts (and unmounts), a TCP listener behind the
-gateway's ssh-only exposure. With the tmpfs full, `knockgatectl revoke` succeeds, the set
+database on a small tmpfs, a TCP listener behind the gateway's ssh-only exposure. The tmpfs
+is mounted in a private mount namespace held by a `sleep` in the lab (policyd joins it with
+nsenter; the test reaches it through /proc/PID/root), so it goes away with the lab's
+processes whatever happens to the test: no mount is ever left behind. With the tmpfs full, `knockgatectl revoke` succeeds, the set
 element is gone and the client cannot connect; a short grant expiring meanwhile goes too.
 policyd killed while the disk is still full, space freed, policyd started again: the
 revoked grant stays revoked (not listed, not in the kernel) and the database records it.
@@ -10,8 +12,6 @@ import errno
 import json
 import os
 import signal
-import sqlite3
-import subprocess
 import time
 import unittest
 
@@ -27,7 +27,6 @@ TMPFS_SIZE = "8m"  # the revocation journal (1 MiB), the database and its WAL
 
 class RevokeDiskFullTest(unittest.TestCase):
     lab = None
-    mounted = None
 
     @classmethod
     def setUpClass(cls):
@@ -37,14 +36,20 @@ class RevokeDiskFullTest(unittest.TestCase):
         cls.lab = kglab.Lab("full").__enter__()
         try:
             cls.w = cls.lab.dir("revoke")
-            cls.fs = cls.lab.dir("dbfs")
-            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s,mode=0755" % TMPFS_SIZE,
-                            "kg-test-dbfs", cls.fs], check=True)
-            cls.mounted = cls.fs
-            cls.db = os.path.join(cls.fs, "state", "knockgate.db")
+            mount_point = cls.lab.dir("dbfs")
+            cls.holder = cls.lab.start(
+                "gw", ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       'mount -t tmpfs -o size=%s,mode=0755 kg-test-dbfs "$1" && echo mounted '
+                       '&& exec sleep 100000' % TMPFS_SIZE, "sh", mount_point],
+                os.path.join(cls.w, "holder.out"))
+            assert cls.holder.wait_for_output(r"mounted", 5), cls.holder.output()
+            # The tmpfs as the test sees it, and as policyd (inside the namespace) sees it.
+            cls.fs = "/proc/%d/root%s" % (cls.holder.pid, mount_point)
+            cls.db_inside = os.path.join(mount_point, "state", "knockgate.db")
+            cls.db_dir = os.path.join(cls.fs, "state")
             cls.pid_path = os.path.join(cls.w, "policyd.pid")
             text = vl.CONF.format(w=cls.w, hold=250, extra="  PidFile = %s\n" % cls.pid_path)
-            text = text.replace("Database = %s/knockgate.db" % cls.w, "Database = " + cls.db)
+            text = text.replace("Database = %s/knockgate.db" % cls.w, "Database = " + cls.db_inside)
             cls.conf = os.path.join(cls.w, "knockgate.conf")
             with open(cls.conf, "w") as f:
                 f.write(text)
@@ -55,34 +60,25 @@ class RevokeDiskFullTest(unittest.TestCase):
             cls.verdictd = vl.start_verdictd(cls.lab, cls.conf)
             cls.listener = vl.Listener(cls.lab, "ssh", [22], "ssh22")
         except BaseException:
-            cls.teardown_all()
+            cls.lab.close()
             raise
 
     @classmethod
     def tearDownClass(cls):
-        cls.teardown_all()
-
-    @classmethod
-    def teardown_all(cls):
-        try:
-            if cls.lab:
-                for d in list(cls.lab.daemons):
-                    d.stop(timeout=2.0)
-        finally:
-            if cls.mounted:
-                if subprocess.run(["umount", cls.mounted]).returncode != 0:
-                    subprocess.run(["umount", "-l", cls.mounted])
-                cls.mounted = None
-            if cls.lab:
-                cls.lab.close()
+        cls.lab.close()  # the tmpfs goes with the holder and policyd
 
     # --- helpers
     @classmethod
     def start_policyd(cls):
         cls.starts += 1
-        cls.policyd = cls.lab.start("gw", [POLICYD, "-c", cls.conf, "-v"],
+        cls.policyd = cls.lab.start("gw", cls.in_fs([POLICYD, "-c", cls.conf, "-v"]),
                                     os.path.join(cls.w, "policyd%d.out" % cls.starts))
         assert cls.policyd.wait_for_output(r"ready:", 15), cls.policyd.output()
+
+    @classmethod
+    def in_fs(cls, argv):
+        """argv run in the mount namespace that has the tmpfs."""
+        return ["nsenter", "-t", str(cls.holder.pid), "-m", "--"] + argv
 
     def ctl(self, *args, check=True):
         r = self.lab.run("gw", [CTL, "-c", self.conf] + list(args), check=False)
@@ -134,21 +130,24 @@ class RevokeDiskFullTest(unittest.TestCase):
 
     def db_state(self, grant_id):
         """The grant's row as the database has it (knockgatectl shows ends not yet recorded
-        as they are in effect)."""
-        db = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True)
-        try:
-            return db.execute("SELECT state, ended_by FROM grants WHERE id = ?",
-                              (grant_id,)).fetchone()
-        finally:
-            db.close()
+        as they are in effect). Read inside the namespace: SQLite resolves /proc/PID/root."""
+        script = ("import json, sqlite3, sys\n"
+                  "db = sqlite3.connect('file:%s?mode=ro' % sys.argv[1], uri=True)\n"
+                  "row = db.execute('SELECT state, ended_by FROM grants WHERE id = ?',"
+                  " (int(sys.argv[2]),)).fetchone()\n"
+                  "print(json.dumps(row))\n")
+        r = self.lab.run("gw", self.in_fs(["python3", "-c", script, self.db_inside,
+                                           str(grant_id)]))
+        row = json.loads(r.stdout)
+        return tuple(row) if row else None
 
     # --- tests
     def test_1_database_directory_and_pid_file(self):
-        st = os.stat(os.path.dirname(self.db))
+        st = os.stat(self.db_dir)
         self.assertEqual(st.st_mode & 0o7777, 0o750)
         with open(self.pid_path) as f:
             self.assertEqual(f.read(), "%d\n" % kglab.real_pid(self.policyd.pid))
-        second = self.lab.start("gw", [POLICYD, "-c", self.conf],
+        second = self.lab.start("gw", self.in_fs([POLICYD, "-c", self.conf]),
                                 os.path.join(self.w, "policyd-second.out"))
         self.assertEqual(second.proc.wait(timeout=10), 1, second.output())
         self.assertRegex(second.output(), r"PidFile %s belongs to process %d .*running"
