@@ -32,7 +32,8 @@ std::vector<std::optional<size_t>> PolicyCore::write_tombstones(
   std::vector<std::optional<size_t>> slots(ended.size());
   if (!journal_) return slots;
   for (size_t i = 0; i < ended.size(); ++i) {
-    auto slot = journal_->add(ended[i].id, ended[i].ended_ns, ended[i].ended_by);
+    auto slot =
+        journal_->add(ended[i].id, ended[i].created_ns, ended[i].ended_ns, ended[i].ended_by);
     if (slot) {
       slots[i] = *slot;
     } else {
@@ -141,14 +142,14 @@ void PolicyCore::retry_grant_ends(bool soon) {
 
 std::vector<GrantRow> PolicyCore::apply_tombstones(std::vector<GrantRow> rows) {
   if (!journal_ || journal_->loaded().empty()) return rows;
-  std::map<int64_t, const Tombstone*> by_id;
-  for (const Tombstone& t : journal_->loaded()) by_id[t.grant_id] = &t;
+  std::map<std::pair<int64_t, int64_t>, const Tombstone*> by_grant;  // (id, created_ns)
+  for (const Tombstone& t : journal_->loaded()) by_grant[{t.grant_id, t.created_ns}] = &t;
   std::set<size_t> owed;
   std::vector<GrantRow> live;
   live.reserve(rows.size());
   for (GrantRow& row : rows) {
-    auto t = by_id.find(row.id);
-    if (t == by_id.end()) {
+    auto t = by_grant.find({row.id, row.created_ns});
+    if (t == by_grant.end()) {
       live.push_back(std::move(row));
       continue;
     }
@@ -165,7 +166,8 @@ std::vector<GrantRow> PolicyCore::apply_tombstones(std::vector<GrantRow> rows) {
     const int64_t id = end.row.id;
     pending_ends_[id] = std::move(end);
   }
-  // The others were recorded before the restart (their slot was not freed in time).
+  // The others were recorded before the restart (their slot was not freed in time), or
+  // belong to grants of another database.
   for (const Tombstone& t : journal_->loaded()) {
     if (owed.count(t.slot) == 0) (void)journal_->clear(t.slot);
   }

@@ -13,8 +13,8 @@ namespace kg::policyd {
 
 namespace {
 
-// Slot layout (little-endian): magic "KGRV", CRC-32 of bytes 8..63, grant id, ended_ns,
-// length of ended_by, ended_by. An all-zero slot is free.
+// Slot layout (little-endian): magic "KGRV", CRC-32 of bytes 8..63, grant id, created_ns,
+// ended_ns, length of ended_by, ended_by. An all-zero slot is free.
 constexpr std::array<uint8_t, 4> kMagic = {'K', 'G', 'R', 'V'};
 using Record = std::array<uint8_t, RevocationJournal::kRecordSize>;
 
@@ -37,14 +37,15 @@ uint64_t get_le(const uint8_t* in, size_t bytes) {
   return v;
 }
 
-Record encode(int64_t grant_id, int64_t ended_ns, const std::string& by) {
+Record encode(int64_t grant_id, int64_t created_ns, int64_t ended_ns, const std::string& by) {
   Record r{};
   std::memcpy(r.data(), kMagic.data(), kMagic.size());
   put_le(r.data() + 8, static_cast<uint64_t>(grant_id), 8);
-  put_le(r.data() + 16, static_cast<uint64_t>(ended_ns), 8);
+  put_le(r.data() + 16, static_cast<uint64_t>(created_ns), 8);
+  put_le(r.data() + 24, static_cast<uint64_t>(ended_ns), 8);
   const size_t n = std::min(by.size(), RevocationJournal::kMaxBy);
-  r[24] = static_cast<uint8_t>(n);
-  std::memcpy(r.data() + 25, by.data(), n);
+  r[32] = static_cast<uint8_t>(n);
+  std::memcpy(r.data() + 33, by.data(), n);
   put_le(r.data() + 4, crc32(r.data() + 8, r.size() - 8), 4);
   return r;
 }
@@ -52,11 +53,12 @@ Record encode(int64_t grant_id, int64_t ended_ns, const std::string& by) {
 bool decode(const Record& r, Tombstone& out) {
   if (std::memcmp(r.data(), kMagic.data(), kMagic.size()) != 0) return false;
   if (get_le(r.data() + 4, 4) != crc32(r.data() + 8, r.size() - 8)) return false;
-  const size_t n = r[24];
+  const size_t n = r[32];
   if (n > RevocationJournal::kMaxBy) return false;
   out.grant_id = static_cast<int64_t>(get_le(r.data() + 8, 8));
-  out.ended_ns = static_cast<int64_t>(get_le(r.data() + 16, 8));
-  out.ended_by.assign(reinterpret_cast<const char*>(r.data() + 25), n);
+  out.created_ns = static_cast<int64_t>(get_le(r.data() + 16, 8));
+  out.ended_ns = static_cast<int64_t>(get_le(r.data() + 24, 8));
+  out.ended_by.assign(reinterpret_cast<const char*>(r.data() + 33), n);
   return out.grant_id > 0;
 }
 
@@ -159,7 +161,7 @@ RevocationJournal& RevocationJournal::operator=(RevocationJournal&& other) noexc
   return *this;
 }
 
-Result<size_t> RevocationJournal::add(int64_t grant_id, int64_t ended_ns,
+Result<size_t> RevocationJournal::add(int64_t grant_id, int64_t created_ns, int64_t ended_ns,
                                       const std::string& ended_by) {
   if (fd_ < 0) return Error{"revocation journal is not open"};
   if (in_use_ >= used_.size()) {
@@ -168,7 +170,7 @@ Result<size_t> RevocationJournal::add(int64_t grant_id, int64_t ended_ns,
   }
   size_t slot = next_;
   while (used_[slot]) slot = (slot + 1) % used_.size();
-  const Record r = encode(grant_id, ended_ns, ended_by);
+  const Record r = encode(grant_id, created_ns, ended_ns, ended_by);
   if (auto w = pwrite_all(fd_, r.data(), r.size(), static_cast<off_t>(slot * kRecordSize)); !w) {
     return Error{"revocation journal " + path_ + ": " + w.error().message};
   }

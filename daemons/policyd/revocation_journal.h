@@ -24,6 +24,9 @@ namespace kg::policyd {
 
 struct Tombstone {
   int64_t grant_id = 0;
+  // The grant's creation time: binds the tombstone to that grant, not to an id a new
+  // database (the old one deleted, the journal left) gives another grant.
+  int64_t created_ns = 0;
   int64_t ended_ns = 0;  // CLOCK_REALTIME ns of the revocation
   std::string ended_by;  // who revoked it (truncated to kMaxBy bytes)
   size_t slot = 0;       // where it lives in the file
@@ -33,7 +36,7 @@ class RevocationJournal {
  public:
   static constexpr size_t kRecordSize = 64;
   static constexpr size_t kSlots = 16384;  // 1 MiB; more pending revocations stay in memory
-  static constexpr size_t kMaxBy = 39;
+  static constexpr size_t kMaxBy = 31;
 
   // Opens or creates PATH (mode 0640 under policyd's umask), writes it out to its full size
   // and syncs it, and reads the tombstones it holds. Fails (with the path and errno text)
@@ -49,7 +52,8 @@ class RevocationJournal {
   // The tombstones found at open().
   const std::vector<Tombstone>& loaded() const { return loaded_; }
   // Writes a tombstone into a free slot (no fsync: call sync()); returns the slot.
-  Result<size_t> add(int64_t grant_id, int64_t ended_ns, const std::string& ended_by);
+  Result<size_t> add(int64_t grant_id, int64_t created_ns, int64_t ended_ns,
+                     const std::string& ended_by);
   // Frees a slot (zeros in place).
   Result<Ok> clear(size_t slot);
   // fdatasync: the tombstones written so far survive a power loss.

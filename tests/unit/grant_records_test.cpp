@@ -143,8 +143,8 @@ TEST_F(GrantRecordsTest, JournalIsPreallocatedAndKeepsTombstonesAcrossReopen) {
     auto j = RevocationJournal::open(path);
     ASSERT_TRUE(j) << j.error().message;
     EXPECT_TRUE(j->loaded().empty());
-    ASSERT_TRUE(j->add(7, 1234, "ctl:root"));
-    auto second = j->add(9, 5678, std::string(60, 'x'));  // truncated to kMaxBy
+    ASSERT_TRUE(j->add(7, 111, 1234, "ctl:root"));
+    auto second = j->add(9, 222, 5678, std::string(60, 'x'));  // truncated to kMaxBy
     ASSERT_TRUE(second);
     ASSERT_TRUE(j->sync());
   }
@@ -158,6 +158,7 @@ TEST_F(GrantRecordsTest, JournalIsPreallocatedAndKeepsTombstonesAcrossReopen) {
   ASSERT_TRUE(j);
   ASSERT_EQ(j->loaded().size(), 2u);
   EXPECT_EQ(j->loaded()[0].grant_id, 7);
+  EXPECT_EQ(j->loaded()[0].created_ns, 111);
   EXPECT_EQ(j->loaded()[0].ended_ns, 1234);
   EXPECT_EQ(j->loaded()[0].ended_by, "ctl:root");
   EXPECT_EQ(j->loaded()[1].ended_by, std::string(RevocationJournal::kMaxBy, 'x'));
@@ -173,7 +174,7 @@ TEST_F(GrantRecordsTest, JournalIgnoresATornSlotAndRefusesWhenFull) {
   {
     auto j = RevocationJournal::open(path);
     ASSERT_TRUE(j);
-    ASSERT_TRUE(j->add(7, 1, "a"));
+    ASSERT_TRUE(j->add(7, 1, 1, "a"));
   }
   {
     const int fd = ::open(path.c_str(), O_WRONLY);
@@ -186,9 +187,9 @@ TEST_F(GrantRecordsTest, JournalIgnoresATornSlotAndRefusesWhenFull) {
   ASSERT_TRUE(j);
   EXPECT_TRUE(j->loaded().empty());
   for (size_t i = 0; i < RevocationJournal::kSlots; ++i) {
-    ASSERT_TRUE(j->add(static_cast<int64_t>(i + 1), 1, "x"));
+    ASSERT_TRUE(j->add(static_cast<int64_t>(i + 1), 1, 1, "x"));
   }
-  auto full = j->add(999999, 1, "x");
+  auto full = j->add(999999, 1, 1, "x");
   ASSERT_FALSE(full);
   EXPECT_NE(full.error().message.find("is full"), std::string::npos) << full.error().message;
 }
@@ -264,6 +265,23 @@ TEST_F(GrantRecordsTest, ARevocationTheDatabaseNeverGotStaysRevokedAfterARestart
   EXPECT_EQ(rows[0].id == g.id ? rows[0].state : rows[1].state, "revoked");
   EXPECT_EQ(rows[0].id == g.id ? rows[0].ended_by : rows[1].ended_by, "ctl:root");
   EXPECT_EQ(audits("grant_revoke"), 1u);
+  EXPECT_TRUE(RevocationJournal::open(db_path_ + "-revocations")->loaded().empty());
+}
+
+TEST_F(GrantRecordsTest, ATombstoneOfAnotherDatabasesGrantWithTheSameIdIsIgnored) {
+  open_core();
+  const GrantRow g = grant("192.0.2.1");
+  ASSERT_EQ(g.id, 1);
+  crash();
+  {
+    // As if left from a database that was deleted while its journal stayed.
+    auto j = RevocationJournal::open(db_path_ + "-revocations");
+    ASSERT_TRUE(j);
+    ASSERT_TRUE(j->add(g.id, g.created_ns - 1, g.created_ns, "ctl:old"));
+  }
+  open_core();
+  EXPECT_EQ(core_->active_grant_count(), 1u);
+  EXPECT_EQ(db_rows().front().state, "active");
   EXPECT_TRUE(RevocationJournal::open(db_path_ + "-revocations")->loaded().empty());
 }
 
