@@ -48,7 +48,8 @@ for i in range(n):
 def conf_text(impl, fifo, logfile, runtime, db):
     opts = ["[options]", "  LogFile = " + logfile, "  Interface = kg-wan"]
     if impl == "knockgate":
-        opts += ["  RuntimeDir = " + runtime, "  Database = " + db, "  CaptureUser = nobody"]
+        opts += ["  RuntimeDir = " + runtime, "  Database = " + db,
+                 "  PidFile = " + db + ".pid", "  CaptureUser = nobody"]
     door = ["[bench]", "  sequence = " + ",".join(map(str, DOOR_PORTS)), "  seq_timeout = 10",
             "  tcpflags = syn", "  command = echo %IP% > " + fifo]
     return "\n".join(opts + [""] + door) + "\n"

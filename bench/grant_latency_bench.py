@@ -40,12 +40,13 @@ def main():
         conf = os.path.join(d, "k.conf")
         with open(conf, "w") as f:
             f.write("[options]\n  Interface = kg-wan\n  WanInterface = kg-wan\n  Database = %s/kg.db\n  RuntimeDir = %s\n"
+                    "  PidFile = %s/policyd.pid\n"
                     "  CaptureUser = nobody\n  VerdictUser = nobody\n"
                     "[profile ssh-only]\n  direction = inbound\n"
                     "  expose = tcp/22 -> 192.168.50.10:22\n  fwmark = 0x10000000/0xff000000\n"
                     "  table = 100\n  lifetime = 1h\n  max_lifetime = 8h\n"
                     "[openSSH]\n  sequence = 7000,8000,9000\n  seq_timeout = 5\n"
-                    "  tcpflags = syn\n  grant = ssh-only\n" % (d, d))
+                    "  tcpflags = syn\n  grant = ssh-only\n" % (d, d, d))
         pol = lab.start("gw", [b + "/daemons/policyd/knockgate-policyd", "-c", conf], d + "/p.out")
         pol.wait_for_output(r"ready", 10)
         cap = lab.start("gw", [b + "/daemons/captured/knockgate-captured", "-c", conf], d + "/c.out")

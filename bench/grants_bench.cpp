@@ -9,7 +9,10 @@
 //    serves, and the snapshot it would send (grant_records());
 // 4. expiry lateness under load: 20 000 grants expiring within 2 s while the loop also
 //    creates 1000-grant batches every 20 ms;
-// 5. with --kernel (root, run it inside a scratch network namespace: `ip netns exec`):
+// 5. revocation, 1000 grants revoked one by one (kernel stand-in that notes the time):
+//    revoke call → kernel removal called, and → the call returns (journal fdatasync,
+//    database commit and sync), p50/p99; five rounds;
+// 6. with --kernel (root, run it inside a scratch network namespace: `ip netns exec`):
 //    knock-to-grant-installed latency over 1000 knocks through KernelState (commit + nft
 //    element), p50/p99.
 #include <sys/resource.h>
@@ -78,6 +81,22 @@ class KernelInstaller final : public kg::policyd::GrantInstaller {
  private:
   kg::policyd::KernelState& k_;
 };
+
+// Notes when the kernel removal is asked for (the revocation's effect).
+class TimingInstaller final : public kg::policyd::GrantInstaller {
+ public:
+  kg::Result<kg::Ok> add(std::span<const kg::policyd::GrantInstall>) override { return kg::Ok{}; }
+  kg::Result<size_t> remove(std::span<const kg::policyd::GrantInstall>) override {
+    removed_at = Clock::now();
+    return size_t{0};
+  }
+  Clock::time_point removed_at;
+};
+
+double percentile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q / 100.0 * static_cast<double>(v.size())))];
+}
 
 const char* kConfig =
     "[options]\n  Interface = kg-wan\n  WanInterface = kg-wan\n  LanInterface = kg-lan\n"
@@ -211,7 +230,39 @@ int main(int argc, char** argv) {
         static_cast<double>(core->worst_expiry_lateness_us()) / 1000.0, core->active_grant_count());
   }
 
-  // 5. knock to grant installed, through the kernel
+  // 5. revocation: effect first, record after
+  for (int round = 0; round < 5; ++round) {
+    core.reset();
+    io = std::make_unique<boost::asio::io_context>();
+    for (const char* f : {"/bench.db", "/bench.db-wal", "/bench.db-shm", "/bench.db-revocations"}) {
+      std::filesystem::remove(dir + f);
+    }
+    TimingInstaller timing;
+    core = open();
+    core->set_installer(&timing);
+    if (!core->start()) return 1;
+    auto made = core->grant_many(sources(0x0f000000U, 1000), "ssh-only", kg::ipc::GrantMethod::ctl,
+                                 "bench", std::nullopt);
+    if (!made) return 1;
+    io->poll();
+    std::vector<double> effect, answered;
+    for (const auto& g : *made) {
+      const auto t = Clock::now();
+      auto r = core->revoke_id(g.grant.id, "ctl:bench");
+      answered.push_back(ms_since(t));
+      effect.push_back(std::chrono::duration<double, std::milli>(timing.removed_at - t).count());
+      if (!r || r->size() != 1) return 1;
+      io->poll();
+    }
+    std::printf(
+        "revoke (1000 one by one, round %d): kernel removal asked after p50 %.3f ms p99 %.3f "
+        "ms; call returns p50 %.3f ms p99 %.3f ms\n",
+        round + 1, percentile(effect, 50), percentile(effect, 99), percentile(answered, 50),
+        percentile(answered, 99));
+    core->set_installer(nullptr);
+  }
+
+  // 6. knock to grant installed, through the kernel
   if (kernel) {
     core.reset();
     io = std::make_unique<boost::asio::io_context>();

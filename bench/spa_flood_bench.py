@@ -55,7 +55,7 @@ def run_knockgate(lab, build, rate, seconds):
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("[options]\n LogFile = {w}/knock.log\n Interface = kg-wan\n WanInterface = kg-wan\n RuntimeDir = {w}\n"
-                " Database = {w}/kg.db\n CaptureUser = nobody\n"
+                " Database = {w}/kg.db\n PidFile = {w}/policyd.pid\n CaptureUser = nobody\n"
                 "[profile ssh-only]\n direction = inbound\n expose = tcp/22 -> 192.168.50.10:22\n"
                 "[spa gate]\n grant = ssh-only\n SOURCE = ANY\n KEY = %s\n HMAC_KEY = %s\n"
                 .replace("{w}", w) % (KEY, HMAC))

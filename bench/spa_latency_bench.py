@@ -114,12 +114,13 @@ def run_knockgate(lab, build, n):
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write("[options]\n  Interface = kg-wan\n  WanInterface = kg-wan\n  Database = %s/kg.db\n  RuntimeDir = %s\n"
+                "  PidFile = %s/policyd.pid\n"
                 "  CaptureUser = nobody\n"
                 "[profile ssh-only]\n  direction = inbound\n"
                 "  expose = tcp/22 -> 192.168.50.10:22\n  fwmark = 0x10000000/0xff000000\n"
                 "  table = 100\n  lifetime = 1h\n"
                 "[spa gate]\n  port = %d\n  proto = udp\n  grant = ssh-only\n"
-                "  SOURCE = ANY\n  KEY = %s\n  HMAC_KEY = %s\n" % (d, d, PORT, KEY, HMAC))
+                "  SOURCE = ANY\n  KEY = %s\n  HMAC_KEY = %s\n" % (d, d, d, PORT, KEY, HMAC))
     pol = lab.start("gw", [build + "/daemons/policyd/knockgate-policyd", "-c", conf],
                     d + "/policyd.out")
     assert pol.wait_for_output(r"ready", 10), pol.output()

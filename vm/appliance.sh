@@ -51,7 +51,7 @@ _app_user() {
 _app_config() {
   local conf="$KG_LAB_DIR/knockgate.conf"
   sed -e "s|^\([[:space:]]*Database[[:space:]]*=\).*|\1 $KG_LAB_DIR/knockgate.db|" \
-    -e "s|^\([[:space:]]*RuntimeDir[[:space:]]*=\).*|\1 $KG_LAB_DIR/run|" \
+    -e "s|^\([[:space:]]*RuntimeDir[[:space:]]*=\).*|\1 $KG_LAB_DIR/run\n\tPidFile      = $KG_LAB_DIR/policyd.pid|" \
     -e "s|^\[options\]|[options]\n\tLogFile      = $KG_LAB_DIR/knockgate.log\n\tWebRoot      = $KG_LAB_SRC/web\n\tWebPasswordFile = $KG_LAB_DIR/web.passwd\n\tWebTokenFile = $KG_LAB_DIR/web.tokens\n\tWebListen    = 127.0.0.1:$KG_CONSOLE_PORT,192.168.50.1:$KG_CONSOLE_PORT|" \
     "$KG_LAB_SRC/etc/knockgate.conf" >"$conf"
   cat >>"$conf" <<DOOR

@@ -385,7 +385,7 @@ ipc::ControlReply Control::handle(const Caller& caller, const ipc::ControlReques
       f.source = addr->str();
     }
     if (auto p = args.options.find("--profile"); p != args.options.end()) f.profile = p->second;
-    auto rows = core_.store().grants(f);
+    auto rows = core_.grant_rows(f);
     if (!rows) return reply(rid, exit_code::error, "", "database: " + rows.error().message);
     if (!args.json) return reply(rid, exit_code::ok, grants_table(*rows), "");
     w.begin_object().key("grants").begin_array();
@@ -502,15 +502,25 @@ ipc::ControlReply Control::handle(const Caller& caller, const ipc::ControlReques
     if (revoked->empty()) {
       return reply(rid, exit_code::not_found, "", "no active grant matches '" + target + "'");
     }
+    // Success means the kernel state is gone; the database record may still be owed.
+    std::string pending;
+    for (const auto& g : *revoked) {
+      if (pending.empty()) pending = core_.grant_end_pending(g.id);
+    }
     if (args.json) {
       w.begin_object().key("revoked").begin_array();
       for (const auto& g : *revoked) grant_json(w, g, core_.find_profile(g.profile));
-      w.end_array().end_object();
+      w.end_array().key("record_pending").value(!pending.empty());
+      if (!pending.empty()) w.key("record_error").value(pending);
+      w.end_object();
       return reply(rid, exit_code::ok, w.take() + "\n", "");
     }
     std::string out;
     for (const auto& g : *revoked) {
       out += "revoked grant " + std::to_string(g.id) + ": " + g.source + " " + g.profile + "\n";
+    }
+    if (!pending.empty()) {
+      out += "database record pending (" + pending + "); policyd retries until it is written\n";
     }
     return reply(rid, exit_code::ok, out, "");
   }

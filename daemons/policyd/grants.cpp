@@ -1,6 +1,8 @@
 // PolicyCore's grant lifecycle: create/extend from knocks and control commands, expiry on
-// one steady timer, revocation, reload. Order for every change: commit (grant row +
-// audit) → kernel (GrantInstaller) → memory → broadcast (GrantObserver).
+// one steady timer, revocation, reload. Order for a new or extended grant: commit (grant
+// row + audit) → kernel (GrantInstaller) → memory → broadcast (GrantObserver). Order for
+// an end (expiry, revocation): revocation journal → kernel → memory → broadcast → commit,
+// retried until it lands (grant_records.cpp): taking access away never waits for the disk.
 #include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 
@@ -23,13 +25,13 @@ int64_t seconds_ns(std::chrono::seconds s) {
   return static_cast<int64_t>(s.count()) * 1'000'000'000;
 }
 
+}  // namespace
+
 std::string describe_grant(const GrantRow& g) {
   return "grant " + std::to_string(g.id) + " profile " + g.profile + " method " + g.method +
          (g.origin.empty() ? "" : " origin " + g.origin) + " expires_ns " +
          std::to_string(g.expires_ns);
 }
-
-}  // namespace
 
 const GrantProfile* PolicyCore::find_profile(std::string_view name) const {
   for (const GrantProfile& p : profiles_) {
@@ -132,6 +134,8 @@ void PolicyCore::feed(std::string_view kind, const GrantRow& row, int64_t audit_
 Result<Ok> PolicyCore::load_grants() {
   auto rows = store_->active_grants();
   if (!rows) return rows.error();
+  // Revoked before the restart, but the database never heard: they stay revoked.
+  *rows = apply_tombstones(std::move(*rows));
   const int64_t now = wall_now_ns();
   std::vector<int64_t> expired;
   for (GrantRow& row : *rows) {
@@ -162,6 +166,7 @@ Result<Ok> PolicyCore::load_grants() {
                   std::to_string(expired.size()) + " expired while policyd was down");
   }
   arm_grant_timer();
+  record_grant_ends();  // the tombstoned ones; retried on its own if it fails
   return Ok{};
 }
 
@@ -206,6 +211,9 @@ Result<PolicyCore::GrantResult> PolicyCore::grant_in_txn(
     if (!au) return au.error();
     return result;
   }
+  // An ended grant of this source and profile not yet recorded still holds the unique
+  // (source, profile) slot of active rows: its end goes into this transaction first.
+  if (auto e = write_pending_end_of(src, profile.name); !e) return e.error();
   GrantRow row;
   row.source = src;
   row.profile = profile.name;
@@ -370,34 +378,27 @@ Result<std::vector<GrantRow>> PolicyCore::end_grants(std::vector<int64_t> ids,
                                                      std::string_view state, std::string_view audit,
                                                      std::string_view by, std::string_view reason) {
   std::vector<GrantRow> ended;
-  if (ids.empty()) return ended;
   const int64_t now = wall_now_ns();
-  auto txn = store_->begin();
-  if (!txn) return txn.error();
   for (int64_t id : ids) {
     auto it = grants_.find(id);
     if (it == grants_.end()) continue;
-    auto e = store_->end_grant(id, state, now, by, "");
-    if (!e) return e.error();
     GrantRow row = it->second.row;
     row.state = std::string(state);
     row.ended_ns = now;
     row.ended_by = std::string(by);
-    auto a = store_->append_audit(now, audit, "", row.source,
-                                  describe_grant(row) + "; " + std::string(reason));
-    if (!a) return a.error();
     ended.push_back(std::move(row));
   }
-  auto queued = write_queued_audits();
-  if (!queued) return queued.error();
-  auto c = txn->commit();
-  if (!c) return c.error();
-  drop_written_audits(*queued);
+  if (ended.empty()) return ended;
+  // A revocation is written to its preallocated journal slot first (no new disk space
+  // needed): a restart before the database has it must not bring the grant back.
+  std::vector<std::optional<size_t>> slots = state == "revoked"
+                                                 ? write_tombstones(ended)
+                                                 : std::vector<std::optional<size_t>>(ended.size());
 
   std::vector<GrantInstall> batch;
   batch.reserve(ended.size());
   for (const GrantRow& row : ended) batch.push_back(install_of(row));
-  if (installer_ != nullptr && !batch.empty()) {
+  if (installer_ != nullptr) {
     auto removed = installer_->remove(batch);
     if (!removed) {
       // The elements carry their own timeouts; a stale one dies with it at the latest,
@@ -407,15 +408,22 @@ Result<std::vector<GrantRow>> PolicyCore::end_grants(std::vector<int64_t> ids,
     }
   }
   const std::string kind = state == "expired" ? "expire" : state == "revoked" ? "revoke" : "end";
-  for (const GrantRow& row : ended) {
+  std::vector<PendingEnd> ends;
+  ends.reserve(ended.size());
+  for (size_t i = 0; i < ended.size(); ++i) {
+    const GrantRow& row = ended[i];
     const ipc::GrantRecord record = record_of(row);
     forget_grant(row.id);
     if (observer_ != nullptr) {
       observer_->grant_changed(ipc::GrantOp::remove, record, std::string(reason));
     }
     feed(kind, row, 0, reason);
+    ends.push_back(
+        {row, std::string(audit), describe_grant(row) + "; " + std::string(reason), slots[i]});
   }
   arm_grant_timer();
+  // Only now the database: committed here if it can be, otherwise retried with back-off.
+  queue_grant_ends(std::move(ends));
   return ended;
 }
 
@@ -497,21 +505,8 @@ void PolicyCore::on_grant_timer() {
     due.push_back(id);
   }
   grants_expired_ += due.size();
-  auto ended = end_grants(std::move(due), "expired", audit_kind::grant_expire, "", "expired");
-  if (!ended) {
-    // Retried shortly: the grants stay active (and their elements time out in the kernel).
-    kg::log::error("expiring grants: " + ended.error().message);
-    grant_timer_->expires_after(std::chrono::milliseconds(500));
-    std::weak_ptr<int> alive = alive_;
-    grant_timer_armed_ = true;
-    grant_timer_at_ = -1;
-    grant_timer_->async_wait([this, alive](const boost::system::error_code& ec) {
-      if (ec == boost::asio::error::operation_aborted || alive.expired()) return;
-      grant_timer_armed_ = false;
-      on_grant_timer();
-    });
-    return;
-  }
+  // Kernel, memory and broadcast act now; the database records it when it can.
+  (void)end_grants(std::move(due), "expired", audit_kind::grant_expire, "", "expired");
   arm_grant_timer();
 }
 

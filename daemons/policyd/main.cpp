@@ -37,6 +37,7 @@
 #include "policyd/config_bridge.h"
 #include "policyd/control.h"
 #include "policyd/kernel_state.h"
+#include "policyd/pid_file.h"
 #include "policyd/policy.h"
 #include "policyd/seccomp_profile.h"
 
@@ -121,6 +122,10 @@ class Daemon {
         started_(std::chrono::steady_clock::now()) {}
 
   int run() {
+    // Before anything else: a second policyd must not touch the database or the kernel.
+    auto pid_file = kg::policyd::PidFile::create(config_.options.pid_file);
+    if (!pid_file) return fail(pid_file.error().message);
+    pid_file_ = std::move(*pid_file);
     kg::knocklog::Options log_options;
     log_options.log_file = config_.options.log_file;
     log_options.use_syslog = config_.options.use_syslog;
@@ -296,9 +301,10 @@ class Daemon {
       const kg::config::Options& new_o = parsed.config->options;
       if (old_o.database != new_o.database || old_o.runtime_dir != new_o.runtime_dir ||
           old_o.log_file != new_o.log_file || old_o.use_syslog != new_o.use_syslog ||
-          old_o.capture_user != new_o.capture_user || old_o.admin_group != new_o.admin_group) {
+          old_o.capture_user != new_o.capture_user || old_o.admin_group != new_o.admin_group ||
+          old_o.pid_file != new_o.pid_file) {
         kg::log::warn(
-            "Database, RuntimeDir, LogFile, UseSyslog, CaptureUser and AdminGroup "
+            "Database, RuntimeDir, LogFile, UseSyslog, CaptureUser, AdminGroup and PidFile "
             "changes take effect when policyd restarts");
       }
       warn_duplicate_doors(*parsed.config);
@@ -381,6 +387,7 @@ class Daemon {
         {"subscribers", static_cast<uint64_t>(broadcaster_.subscriber_count())},
         {"subscribers_dropped", broadcaster_.subscribers_dropped()},
         {"broadcast_seq", broadcaster_.seq()},
+        {"grant_ends_unrecorded", static_cast<uint64_t>(core_->grant_ends_pending())},
     };
     if (captured_status_) {
       s.captured = captured_status_->entries;
@@ -513,6 +520,7 @@ class Daemon {
 
   Args args_;
   kg::config::Config config_;
+  kg::policyd::PidFile pid_file_;  // removed when the daemon goes, after everything else
   asio::io_context io_;
   asio::signal_set signals_;
   std::unique_ptr<kg::knocklog::Writer> knocklog_;

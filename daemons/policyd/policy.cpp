@@ -100,6 +100,7 @@ PolicyCore::PolicyCore(boost::asio::io_context& io, knocklog::Writer& log, Optio
 PolicyCore::~PolicyCore() {
   timer_.cancel();
   if (grant_timer_) grant_timer_->cancel();
+  if (record_timer_) record_timer_->cancel();
   flush_audit();
 }
 
@@ -108,8 +109,12 @@ Result<std::unique_ptr<PolicyCore>> PolicyCore::open(boost::asio::io_context& io
                                                      std::vector<DoorActions> doors) {
   auto store = Store::open(options.database_path);
   if (!store) return store.error();
+  // Reserved now, while there is space: revocations must not need any later.
+  auto journal = RevocationJournal::open(options.database_path + "-revocations");
+  if (!journal) return journal.error();
   std::unique_ptr<PolicyCore> core(
       new PolicyCore(io, log, std::move(options), std::move(*store), std::move(doors)));
+  core->journal_ = std::move(*journal);
   // Whatever committed in a handler is synced right after it, once its action is out.
   PolicyCore* self = core.get();
   core->store_->on_commit([self] {
@@ -118,6 +123,8 @@ Result<std::unique_ptr<PolicyCore>> PolicyCore::open(boost::asio::io_context& io
     boost::asio::post(self->io_, [self] {
       self->sync_posted_ = false;
       self->sync_now();
+      // The database takes writes again: grant ends still owed need not wait for back-off.
+      if (!self->pending_ends_.empty()) self->retry_grant_ends(true);
     });
   });
   return core;
@@ -153,6 +160,9 @@ Result<Ok> PolicyCore::start() {
 void PolicyCore::shutdown() {
   timer_.cancel();
   if (grant_timer_) grant_timer_->cancel();
+  // A last try; revocations still owed stay in the revocation journal for the next start.
+  record_grant_ends();
+  if (record_timer_) record_timer_->cancel();
   audit_later(
       audit_kind::daemon_stop, "", "",
       std::to_string(scheduled_.size()) + " pending stop command(s) kept for the next start");

@@ -27,6 +27,7 @@
 #include "config/one_time.h"
 #include "ipc/messages.h"
 #include "policyd/command_runner.h"
+#include "policyd/revocation_journal.h"
 #include "policyd/store.h"
 
 namespace kg::policyd {
@@ -203,6 +204,14 @@ class PolicyCore {
   // Revokes one grant by id, or every active grant of a source. Empty: none matched.
   Result<std::vector<GrantRow>> revoke_id(int64_t id, std::string_view by);
   Result<std::vector<GrantRow>> revoke_source(const IpAddr& source, std::string_view by);
+  // Revocation and expiry take effect in the kernel, in memory and in the broadcast
+  // first; the database records them after, retried until it can (grant_records.cpp).
+  // Why grant `id`'s end is not in the database yet (the database's error); empty when
+  // it is recorded, or the id is not an ended grant.
+  std::string grant_end_pending(int64_t id) const;
+  size_t grant_ends_pending() const { return pending_ends_.size(); }
+  // The grants table as `knockgatectl grants` shows it: ends not yet recorded applied.
+  Result<std::vector<GrantRow>> grant_rows(const GrantFilter& filter);
 
   const GrantProfile* find_profile(std::string_view name) const;
   size_t active_grant_count() const { return grants_.size(); }
@@ -313,6 +322,22 @@ class PolicyCore {
                                            std::string_view audit, std::string_view by,
                                            std::string_view reason);
   void forget_grant(int64_t id);
+  // ---- Ends the database has not recorded yet (grant_records.cpp)
+  struct PendingEnd {
+    GrantRow row;  // state, ended_ns and ended_by set
+    std::string audit_kind;
+    std::string detail;
+    std::optional<size_t> tombstone;  // revocation journal slot
+  };
+  std::vector<std::optional<size_t>> write_tombstones(const std::vector<GrantRow>& ended);
+  void queue_grant_ends(std::vector<PendingEnd> ends);
+  bool record_grant_ends();
+  void retry_grant_ends(bool soon);
+  // End row + audit row, in the caller's transaction; the audit row only when the row was
+  // still active, so writing the same end twice records it once.
+  Result<bool> write_grant_end(const PendingEnd& end);
+  Result<Ok> write_pending_end_of(const std::string& source, std::string_view profile);
+  std::vector<GrantRow> apply_tombstones(std::vector<GrantRow> rows);
   void feed_knock(const std::string& door, const std::string& source, int64_t audit_id);
   void remember_grant(const GrantRow& row);
   void arm_grant_timer();
@@ -334,6 +359,11 @@ class PolicyCore {
   int64_t worst_expiry_late_us_ = 0;
   int64_t last_expiry_late_us_ = 0;
   uint64_t grants_expired_ = 0;
+  std::optional<RevocationJournal> journal_;
+  std::map<int64_t, PendingEnd> pending_ends_;  // by grant id
+  std::unique_ptr<boost::asio::steady_timer> record_timer_;
+  std::chrono::milliseconds record_backoff_{0};
+  std::string record_error_;  // the last failure to record pending ends; empty: none
 
   boost::asio::io_context& io_;
   knocklog::Writer& log_;
@@ -354,5 +384,7 @@ class PolicyCore {
 };
 
 int64_t wall_now_ns();
+// "grant ID profile P method M origin O expires_ns N", the audit rows' description.
+std::string describe_grant(const GrantRow& g);
 
 }  // namespace kg::policyd

@@ -128,7 +128,46 @@ Result<Ok> migrate(sql::Connection& db, int64_t target) {
   return txn->commit();
 }
 
+namespace {
+
+// The database's directory, created (0750: root and the admin group) when it is missing.
+// When it cannot be, the error names the path that is missing and why.
+Result<Ok> ensure_database_dir(const std::string& db_path) {
+  const size_t slash = db_path.rfind('/');
+  if (slash == std::string::npos || slash == 0) return Ok{};  // the working directory, or /
+  const std::string dir = db_path.substr(0, slash);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return Ok{};
+    return Error{"Database " + db_path + ": " + dir + " is not a directory"};
+  }
+  if (errno != ENOENT) {
+    return Error{"Database " + db_path + ": directory " + dir + ": " + std::strerror(errno)};
+  }
+  if (::mkdir(dir.c_str(), 0750) == 0) {
+    (void)::chmod(dir.c_str(), 0750);  // whatever the umask
+    return Ok{};
+  }
+  const int err = errno;
+  if (err == EEXIST) return Ok{};  // created meanwhile
+  if (err == ENOENT) {
+    // Only the last directory is created: a missing parent is more likely a typo.
+    std::string missing = dir.substr(0, dir.rfind('/'));
+    for (std::string up = missing; !up.empty() && ::stat(up.c_str(), &st) != 0;
+         up = up.substr(0, up.rfind('/'))) {
+      missing = up;
+    }
+    return Error{"Database " + db_path + ": cannot create its directory " + dir + ": " + missing +
+                 " does not exist"};
+  }
+  return Error{"Database " + db_path + ": cannot create its directory " + dir + ": " +
+               std::strerror(err)};
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+  if (auto dir = ensure_database_dir(path); !dir) return dir.error();
   auto conn = sql::Connection::open(path);
   if (!conn) return conn.error();
   sql::Connection& db = *conn;

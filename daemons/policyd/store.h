@@ -124,8 +124,8 @@ Result<Ok> migrate(sql::Connection& db, int64_t target);
 
 class Store {
  public:
-  // Opens or creates the database, sets WAL/synchronous=NORMAL/foreign_keys and migrates
-  // it to the latest schema.
+  // Opens or creates the database (and its directory, mode 0750, when that is missing),
+  // sets WAL/synchronous=NORMAL/foreign_keys and migrates it to the latest schema.
   static Result<std::unique_ptr<Store>> open(const std::string& path);
   ~Store();
   Store(const Store&) = delete;

@@ -22,6 +22,7 @@ def conf(workdir, doors, extra=""):
             "  Interface = kg-wan\n"
             "  RuntimeDir = {w}\n"
             "  Database = {w}/knockgate.db\n"
+            "  PidFile = {w}/policyd.pid\n"
             "  CaptureUser = nobody\n{extra}\n{doors}").format(w=workdir, doors=doors, extra=extra)
 
 

@@ -22,8 +22,10 @@ CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
 
 CONF = """[options]
   Interface = kg-wan
+  WanInterface = kg-wan
   RuntimeDir = {w}
   Database = {w}/knockgate.db
+  PidFile = {w}/policyd.pid
   LogFile = {w}/knock.log
   CaptureUser = daemon
 [profile ssh-only]

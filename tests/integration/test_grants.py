@@ -37,7 +37,8 @@ class GrantsTest(unittest.TestCase):
         with open(SHIPPED) as f:
             text = f.read()
         text = re.sub(r"(?m)^\s*(RuntimeDir|Database)\s*=.*\n", "", text)
-        options = ("  RuntimeDir = {w}\n  Database = {w}/knockgate.db\n  LogFile = {w}/knock.log\n"
+        options = ("  RuntimeDir = {w}\n  Database = {w}/knockgate.db\n  PidFile = {w}/policyd.pid\n"
+                   "  LogFile = {w}/knock.log\n"
                    "  CaptureUser = nobody\n  VerdictFailOpen = yes\n").format(w=cls.w)
         text = text.replace("[options]\n", "[options]\n" + options, 1)
         # Short lifetimes so expiry shows within the test; max 8h as shipped.

@@ -104,6 +104,7 @@ class KnockgateImpl:
         os.chmod(run_dir, 0o755)
         return ["    RuntimeDir = %s" % run_dir,
                 "    Database = %s" % os.path.join(workdir, "knockgate.db"),
+                "    PidFile = %s" % os.path.join(workdir, "policyd.pid"),
                 "    CaptureUser = %s" % os.environ.get("KG_CAPTURE_USER", "nobody")]
 
     def start(self, lab, conf, workdir, iface):

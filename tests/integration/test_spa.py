@@ -32,6 +32,7 @@ CONF = """[options]
   WanInterface = kg-wan
   RuntimeDir = {w}
   Database = {w}/knockgate.db
+  PidFile = {w}/policyd.pid
   CaptureUser = nobody
 
 [profile ssh-only]

@@ -27,8 +27,8 @@ class RulesetTest(unittest.TestCase):
             with open(SHIPPED) as f:
                 text = f.read()
             text = re.sub(r"RuntimeDir\s*=.*", "RuntimeDir = " + cls.w, text)
-            text = re.sub(r"Database\s*=.*", "Database = %s/kg.db\n\tVerdictUser = nobody\n"
-                          "\tCaptureUser = nobody" % cls.w, text)
+            text = re.sub(r"Database\s*=.*", "Database = %s/kg.db\n\tPidFile = %s/policyd.pid\n"
+                          "\tVerdictUser = nobody\n\tCaptureUser = nobody" % (cls.w, cls.w), text)
             cls.conf = os.path.join(cls.w, "knockgate.conf")
             with open(cls.conf, "w") as f:
                 f.write(text)

@@ -23,6 +23,7 @@ CONF = """[options]
   LanInterface = kg-lan
   RuntimeDir = {w}
   Database = {w}/knockgate.db
+  PidFile = {w}/policyd.pid
   LogFile = {w}/knock.log
   CaptureUser = nobody
   VerdictUser = nobody

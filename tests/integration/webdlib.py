@@ -90,6 +90,7 @@ def config(w, port, extra=""):
             "  ManagementFrom = kg-wan\n"
             "  RuntimeDir = {w}\n"
             "  Database = {w}/knockgate.db\n"
+            "  PidFile = {w}/policyd.pid\n"
             "  CaptureUser = nobody\n"
             "  WebUser = nobody\n"
             "  VerdictUser = nobody\n"
