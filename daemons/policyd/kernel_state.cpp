@@ -193,6 +193,12 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
     installed_listing_ = std::move(*after);
   }
 
+  return reconcile_routing(config, report);
+}
+
+// The profiles' ip rules and routes, counted into `report`; failures name every object.
+Result<ReconcileReport> KernelState::reconcile_routing(const config::Config& config,
+                                                       ReconcileReport report) {
   auto routed = routing_->reconcile(config);
   if (!routed) return routed.error();
   report.ip_rules_added = routed->rules_added;
@@ -217,16 +223,7 @@ Result<ReconcileReport> KernelState::reconcile_host_mode(const config::Config& c
   }
   installed_text_.clear();
   installed_listing_.clear();
-  auto routed = routing_->reconcile(config);
-  if (!routed) return routed.error();
-  report.ip_rules_added = routed->rules_added;
-  report.ip_rules_removed = routed->rules_removed;
-  report.routes_added = routed->routes_added;
-  report.routes_removed = routed->routes_removed;
-  if (!routed->failures.empty()) {
-    return Error{report.summary() + "; failed: " + join_failures(routed->failures)};
-  }
-  return report;
+  return reconcile_routing(config, report);
 }
 
 Result<Ok> KernelState::add_grants(std::span<const InstalledGrant> grants) {

@@ -65,6 +65,7 @@ class KernelState {
  private:
   KernelState() = default;
   Result<ReconcileReport> reconcile_host_mode(const config::Config& config, bool table_present);
+  Result<ReconcileReport> reconcile_routing(const config::Config& config, ReconcileReport report);
   config::Config config_;
   std::unique_ptr<Nft> nft_;
   std::unique_ptr<NftNetlink> nfnl_;
