@@ -263,6 +263,11 @@ class GatewayExposure(unittest.TestCase):
         self.assertTrue(self.tcp_open("client", kglab.GW_LAN4, OWN_PORT))  # any of its addresses
         self.assertFalse(self.tcp_open("client2", kglab.GW_WAN4, OWN_PORT))
         self.assertFalse(self.tcp_open("client", GW_WAN6, OWN_PORT))  # the grant is IPv4's
+        # IPv6 works through the input policy (neighbour discovery is let in): a knock over
+        # IPv6 opens the port to the client's IPv6 address.
+        self.knock("client", [7100, 8100, 9100], dst=GW_WAN6)
+        self.assertTrue(self.wait_open("client", GW_WAN6, OWN_PORT))
+        self.assertFalse(self.tcp_open("client2", GW_WAN6, OWN_PORT))
         # Management stays closed to a knocker.
         self.assertFalse(self.tcp_open("client", kglab.GW_WAN4, CONSOLE))
         self.assertFalse(self.tcp_open("client", kglab.GW_LAN4, 22))
