@@ -211,9 +211,15 @@ ParseResult parse_file(const std::string& path);
 std::string nft_safe_name(std::string_view profile_name);
 ParseResult parse_text(std::string_view text, const std::string& file_name);
 
+// Whether dump() writes SPA keys. Everything that prints a config for people (check-config,
+// a daemon's -n) hides them, as fwknopd -D does; only a round trip needs them.
+enum class Secrets : uint8_t { hidden, shown };
+inline constexpr std::string_view kHiddenSecret = "(secret, not shown)";
+
 // The config normalised: canonical key names, one key per line, defaults written out.
-// Parsing the output gives a Config equal to the input.
-std::string dump(const Config& config);
+// With Secrets::shown, parsing the output gives a Config equal to the input; with
+// Secrets::hidden each key's value is kHiddenSecret.
+std::string dump(const Config& config, Secrets secrets = Secrets::hidden);
 
 // Checks what parsing leaves alone because it lives outside the file: every door's
 // one-time sequence file must be readable and hold at least one usable sequence.

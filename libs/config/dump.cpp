@@ -18,7 +18,7 @@ void put_key_only(std::string& out, std::string_view key) {
 
 }  // namespace
 
-std::string dump(const Config& config) {
+std::string dump(const Config& config, Secrets secrets) {
   std::string out;
   const Options& o = config.options;
   out += "[options]\n";
@@ -98,7 +98,7 @@ std::string dump(const Config& config) {
     if (!d.grant.empty()) put(out, "grant", d.grant);
     if (d.tolerate_duplicates) put(out, "tolerate_duplicates", "yes");
   }
-  out += dump_spa_doors(config.spa_doors);
+  out += dump_spa_doors(config.spa_doors, secrets);
   return out;
 }
 

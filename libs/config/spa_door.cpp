@@ -330,7 +330,10 @@ std::vector<SpaAccess> parse_access_conf(std::string_view text, const std::strin
   return std::move(scratch.file_access);
 }
 
-std::string dump_spa_doors(const std::vector<SpaDoor>& doors) {
+std::string dump_spa_doors(const std::vector<SpaDoor>& doors, Secrets secrets) {
+  auto secret = [&](const auto& bytes) {
+    return secrets == Secrets::shown ? spa::b64_encode(bytes) : std::string(kHiddenSecret);
+  };
   std::string out;
   auto put = [&](std::string_view k, const std::string& v) {
     out += k;
@@ -353,10 +356,10 @@ std::string dump_spa_doors(const std::vector<SpaDoor>& doors) {
     for (const auto& a : d.access) {
       const spa::Stanza& s = a.stanza;
       put("SOURCE", s.sources.empty() ? std::string("ANY") : format_prefix_list(s.sources));
-      put("KEY_BASE64", spa::b64_encode(s.key));
+      put("KEY_BASE64", secret(s.key));
       put("ENCRYPTION_MODE", spa::encryption_mode_name(s.mode));
       if (s.hmac_key) {
-        put("HMAC_KEY_BASE64", spa::b64_encode(*s.hmac_key));
+        put("HMAC_KEY_BASE64", secret(*s.hmac_key));
         put("HMAC_DIGEST_TYPE", spa::digest_name(s.hmac_type));
       }
       if (!s.usernames.empty()) {

@@ -82,8 +82,9 @@ class SpaSectionReader {
   bool access_conf_only_ = false;
 };
 
-// The `[spa NAME]` sections in normal form (keys as KEY_BASE64), for dump().
-std::string dump_spa_doors(const std::vector<SpaDoor>& doors);
+// The `[spa NAME]` sections in normal form (keys as KEY_BASE64, or kHiddenSecret), for dump().
+enum class Secrets : uint8_t;
+std::string dump_spa_doors(const std::vector<SpaDoor>& doors, Secrets secrets);
 
 // A fwknopd access.conf: `KEY VALUE` or `KEY: VALUE` lines, stanzas starting at SOURCE.
 std::vector<SpaAccess> parse_access_conf(std::string_view text, const std::string& file,

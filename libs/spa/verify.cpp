@@ -110,6 +110,7 @@ Outcome verify(std::string_view payload, const IpAddr& source, int64_t now_s,
   bool hmac_passed = false;
   bool hmac_tried = false;
   bool plain_tried = false;  // a stanza without HMAC tried to decrypt it
+  std::optional<Rejected> last_refusal;  // of the last stanza that decrypted the packet
   std::string with_prefix;
   for (size_t i = 0; i < stanzas.size(); ++i) {
     const Stanza& s = stanzas[i];
@@ -143,8 +144,10 @@ Outcome verify(std::string_view payload, const IpAddr& source, int64_t now_s,
     }
     auto out = check_plaintext(i, s, text, *blob, source, now_s, opt);
     OPENSSL_cleanse(plain->data(), plain->size());
-    return out;
+    if (std::holds_alternative<Accepted>(out)) return out;
+    last_refusal = std::get<Rejected>(std::move(out));
   }
+  if (last_refusal) return *std::move(last_refusal);
   if (!any_source) return reject(Reject::source_not_allowed);
   // The most telling reason: a matching HMAC or a stanza without HMAC means the packet
   // reached decryption; otherwise only HMACs were checked.

@@ -1,9 +1,12 @@
 // The SPA verifier: one payload in, an accepted request or exactly one rejection reason
 // out. The order is fixed and cheapest first (docs/spa.md, "Verification order"):
-//   length, alphabet, '=', "U2FsdGVkX1" prefix → per stanza (first that succeeds wins):
-//   SOURCE, HMAC (constant time) before any decryption, decryption → fields by message
-//   type → digest → age window (both directions) → message type → username → allow
-//   address vs source → requested ports ⊆ OPEN_PORTS and the profile.
+//   length, alphabet, '=', "U2FsdGVkX1" prefix → per stanza in file order (the first that
+//   accepts wins): SOURCE, HMAC (constant time) before any decryption, decryption → fields
+//   by message type → digest → age window (both directions) → message type → username →
+//   allow address vs source → requested ports ⊆ OPEN_PORTS and the profile.
+// As in fwknopd, a stanza that decrypts the packet but refuses it after decryption hands it
+// to the next stanza (several stanzas may share one key pair with other usernames or
+// ports); when none accepts, the refusal is that of the last stanza that decrypted it.
 // The replay check is policyd's (it owns the persistent cache); `replay_key` is what it
 // keys on: SHA-256 of the decoded ciphertext bytes, so re-encodings of the same packet
 // ('=' appended, other unused base64 bits) share one key.

@@ -27,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)kg::config::parse_prefix_list(text);
   if (!first.config) return 0;
 
-  const std::string dumped = kg::config::dump(*first.config);
+  const std::string dumped = kg::config::dump(*first.config, kg::config::Secrets::shown);
   auto second = kg::config::parse_text(dumped, "dumped.conf");
   if (!second.config) {
     std::fprintf(stderr, "dump does not parse back:\n%s\n", dumped.c_str());
@@ -38,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::fprintf(stderr, "dump parses back to a different config:\n%s\n", dumped.c_str());
     std::abort();
   }
-  if (kg::config::dump(*second.config) != dumped) {
+  if (kg::config::dump(*second.config, kg::config::Secrets::shown) != dumped) {
     std::fprintf(stderr, "dump is not a fixed point:\n%s\n", dumped.c_str());
     std::abort();
   }

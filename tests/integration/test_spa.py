@@ -3,6 +3,7 @@ legacy modes, -P udp/tcp/http) → knockgate-captured → knockgate-policyd (aud
 line); replays refused (resent, '=' appended, after a policyd restart); rejections by
 reason; knockgate-knock's packets accepted by the real fwknopd (fed a pcap file, test mode)
 and by knockgate; the IPv6 extension refused cleanly by fwknopd and accepted by us."""
+import base64
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ BUILD = os.environ.get("KG_BUILD_DIR") or os.path.join(kglab.SOURCE_DIR, "build"
 POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
 CAPTURED = os.path.join(BUILD, "daemons", "captured", "knockgate-captured")
 KNOCK = os.path.join(BUILD, "daemons", "knock", "knockgate-knock")
+CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
 FWKNOP = shutil.which("fwknop")
 FWKNOPD = shutil.which("fwknopd") or ("/usr/sbin/fwknopd" if os.path.exists("/usr/sbin/fwknopd") else None)
 
@@ -321,10 +323,19 @@ class SpaInteropTest(unittest.TestCase):
             re.escape("SPA from %s to door gate-tcp refused: too_long (" % kglab.CLIENT4), 3),
             a.captured.output()[-2000:])
         self.assertEqual(a.audit("spa_accepted"), [])
-        # Keys never reach the logs.
-        for text in (a.captured.output(), a.policyd.output()):
-            for secret in (KEY_B64, HMAC_B64, "ctr-key-42", "ctr-hmac-key-4242", "tcp-hmac"):
+        # Keys never reach the logs, nor the printed config (check-config, the daemons' -n).
+        printed = []
+        for argv in ([CTL, "check-config", a.conf], [CAPTURED, "-n", "-c", a.conf],
+                     [POLICYD, "-n", "-c", a.conf]):
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, (argv, r.stderr))
+            self.assertIn("KEY_BASE64 = (secret, not shown)", r.stdout, argv)
+            printed.append(r.stdout + r.stderr)
+        for text in [a.captured.output(), a.policyd.output()] + printed:
+            for secret in (KEY_B64, HMAC_B64, "ctr-key-42", "ctr-hmac-key-4242", "tcp-key", "tcp-hmac",
+                           "http-key", "http-hmac"):
                 self.assertNotIn(secret, text)
+                self.assertNotIn(base64.b64encode(secret.encode()).decode(), text)
 
 
 def udp_pcap(payloads, path, src="10.0.0.2", dst="10.0.0.1"):

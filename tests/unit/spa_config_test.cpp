@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "config/config.h"
+#include "spa/base64.h"
 
 namespace kg::config {
 namespace {
@@ -18,6 +19,29 @@ std::vector<std::string> errors_of(const ParseResult& r) {
   std::vector<std::string> out;
   for (const auto& e : r.errors) out.push_back(e.str());
   return out;
+}
+
+// check-config and every daemon's -n print the config: never its keys.
+TEST(SpaConfig, DumpHidesKeysUnlessAskedFor) {
+  const std::string text = std::string(kProfile) +
+                           "[spa gate]\nport = 62201\ngrant = ssh-only\nSOURCE = ANY\n"
+                           "KEY_BASE64 = pwczPhemmcJqsBpRrPjZWsiXfxFUY4GXO0Z8D/QEV/A=\n"
+                           "HMAC_KEY = secret-hmac-key\nSOURCE = 10.0.0.0/8\nKEY = plain-key-1\n";
+  auto r = parse_text(text, "k.conf");
+  ASSERT_TRUE(r.config) << errors_of(r).front();
+  const std::string shown_hmac = spa::b64_encode("secret-hmac-key");
+  const std::string shown_plain = spa::b64_encode("plain-key-1");
+  const std::string hidden = dump(*r.config);
+  for (const std::string& secret : {std::string("pwczPhemmcJqsBpRrPjZWsiXfxFUY4GXO0Z8D/QEV/A="),
+                                    shown_hmac, shown_plain, std::string("secret-hmac-key"),
+                                    std::string("plain-key-1")}) {
+    EXPECT_EQ(hidden.find(secret), std::string::npos) << secret;
+  }
+  EXPECT_NE(hidden.find("KEY_BASE64 = (secret, not shown)"), std::string::npos) << hidden;
+  EXPECT_NE(hidden.find("HMAC_KEY_BASE64 = (secret, not shown)"), std::string::npos);
+  const std::string shown = dump(*r.config, Secrets::shown);
+  EXPECT_NE(shown.find(shown_hmac), std::string::npos);
+  EXPECT_NE(shown.find(shown_plain), std::string::npos);
 }
 
 TEST(SpaConfig, InlineStanzasWithFwknopKeys) {
@@ -55,7 +79,7 @@ TEST(SpaConfig, InlineStanzasWithFwknopKeys) {
   EXPECT_EQ(d.access[1].stanza.sources.size(), 2U);
 
   // dump → parse gives the same config.
-  auto again = parse_text(dump(*r.config), "dumped");
+  auto again = parse_text(dump(*r.config, Secrets::shown), "dumped");
   ASSERT_TRUE(again.config) << errors_of(again).front();
   EXPECT_EQ(*again.config, *r.config);
 }

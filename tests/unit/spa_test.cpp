@@ -438,6 +438,44 @@ TEST(SpaReject, PortsUsersSources) {
   EXPECT_EQ(reason_of(verify(zero, kSrc, 1700000000, {s})), Reject::source_required);
 }
 
+// fwknopd's stanza fall-through: two stanzas share one key pair; a refusal after decryption
+// (username, ports, allow address) moves on to the next stanza, and the final refusal is
+// the last decrypting stanza's.
+TEST(SpaReject, StanzasSharingKeysFallThroughLikeFwknopd) {
+  const auto k = v4_keys();
+  Stanza ssh = v4_stanza();
+  ssh.usernames = {"u1"};
+  ssh.open_ports = {{6, 22}};
+  Stanza dns = v4_stanza();
+  dns.open_ports = {{17, 53}};
+  const std::vector<Stanza> both{ssh, dns};
+  auto packet = [&](std::string user, std::string ports) {
+    return v4_with([&](Plaintext& p) {
+      p.user = user;
+      p.message = "1.2.3.4," + ports;
+    }, k);
+  };
+  // u2 asks for udp/53: stanza 1 refuses the user, stanza 2 accepts.
+  auto a = verify(packet("u2", "udp/53"), kSrc, 1700000000, both);
+  ASSERT_TRUE(std::holds_alternative<Accepted>(a)) << reject_name(std::get<Rejected>(a).reason);
+  EXPECT_EQ(std::get<Accepted>(a).stanza, 1U);
+  // u1 asks for tcp/22: the first stanza accepts.
+  auto b = verify(packet("u1", "tcp/22"), kSrc, 1700000000, both);
+  ASSERT_TRUE(std::holds_alternative<Accepted>(b));
+  EXPECT_EQ(std::get<Accepted>(b).stanza, 0U);
+  // u2 asks for tcp/22: refused by both; the reason is stanza 2's (the port).
+  auto c = verify(packet("u2", "tcp/22"), kSrc, 1700000000, both);
+  ASSERT_TRUE(std::holds_alternative<Rejected>(c));
+  EXPECT_EQ(std::get<Rejected>(c).reason, Reject::port_not_allowed);
+  EXPECT_EQ(std::get<Rejected>(c).stanza, 1U);
+  // A stanza with other keys after them changes nothing.
+  Stanza other = v4_stanza();
+  other.key = bytes_of("another-key");
+  auto d = verify(packet("u2", "tcp/22"), kSrc, 1700000000, {ssh, dns, other});
+  ASSERT_TRUE(std::holds_alternative<Rejected>(d));
+  EXPECT_EQ(std::get<Rejected>(d).stanza, 1U);
+}
+
 TEST(SpaReject, MessageTypesAndFields) {
   const auto k = v4_keys();
   const auto s = std::vector<Stanza>{v4_stanza()};
