@@ -140,6 +140,13 @@ void SpaSectionReader::directive(int line, const std::string& key, std::string_v
 }
 
 void SpaSectionReader::stanza_key(int line, const std::string& key, std::string_view value) {
+  // In an access.conf a value ends at the first ';' (fwknopd's old `KEY: value;` form) and
+  // parse_access_conf cuts it there; inline, a ';' would silently become part of a key.
+  if (!access_conf_only_ && value.find(';') != std::string_view::npos) {
+    return error(line, key,
+                 "';' ends a value in fwknopd's access.conf: write the value without it (an "
+                 "AccessFile may use the old `KEY: value;` form)");
+  }
   SpaAccess& a = target_->back();
   spa::Stanza& s = a.stanza;
   if (key == "key" || key == "key_base64") {
@@ -215,10 +222,12 @@ void SpaSectionReader::stanza_key(int line, const std::string& key, std::string_
     (key == "fw_access_timeout" ? s.fw_access_timeout : s.max_fw_timeout) = *v;
     return;
   }
-  if (key == "require_source_address" || key == "match_source_address") {
+  // REQUIRE_SOURCE is fwknopd's synonym of REQUIRE_SOURCE_ADDRESS.
+  if (key == "require_source_address" || key == "require_source" ||
+      key == "match_source_address") {
     auto v = parse_yn(value);
     if (!v) return error(line, key, v.error().message);
-    (key == "require_source_address" ? s.require_source_address : s.match_source_address) = *v;
+    (key == "match_source_address" ? s.match_source_address : s.require_source_address) = *v;
     return;
   }
   if (key == "access_expire_epoch") {
@@ -255,7 +264,7 @@ void SpaSectionReader::stanza_key(int line, const std::string& key, std::string_
                                              "disable_dnat",
                                              "destination",
                                              "access_expire",
-                                             "require_source"};
+                                             "gpg_disable_sig"};
   for (const char* k : kUnsupported) {
     if (key == k) return error(line, key, "fwknopd key not supported by knockgate (docs/spa.md)");
   }
@@ -297,6 +306,7 @@ void SpaSectionReader::finish() {
 
 std::vector<SpaAccess> parse_access_conf(std::string_view text, const std::string& file,
                                          std::vector<Diagnostic>& errors) {
+  const size_t first_error = errors.size();
   SpaDoor scratch;
   SpaSectionReader reader(file, scratch, errors, true);
   int line = 0;
@@ -324,9 +334,14 @@ std::vector<SpaAccess> parse_access_conf(std::string_view text, const std::strin
            (rest[0] == ' ' || rest[0] == '\t' || rest[0] == ':' || rest[0] == '=')) {
       rest.remove_prefix(1);
     }
+    // As fwknopd reads it: the value stops at the first ';' (`KEY: value;`).
+    rest = rest.substr(0, rest.find(';'));
     reader.directive(line, key, trim(rest));
   }
   reader.finish();
+  // This file's errors in line order (stanza checks at finish() come last otherwise).
+  std::stable_sort(errors.begin() + static_cast<std::ptrdiff_t>(first_error), errors.end(),
+                   [](const Diagnostic& a, const Diagnostic& b) { return a.line < b.line; });
   return std::move(scratch.file_access);
 }
 

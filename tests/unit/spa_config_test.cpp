@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 
@@ -179,6 +180,75 @@ TEST(SpaConfig, AccessFileReadUnchangedAndPermissionsChecked) {
                                       "(chmod 600, owned by the daemon's user)");
   ::chmod(inline_conf.c_str(), 0600);
   EXPECT_TRUE(parse_file(inline_conf).config);
+}
+
+// fwknopd reads `KEY: value;` (the old form) and REQUIRE_SOURCE; its keys knockgate does
+// not implement are named as such, and an AccessFile's errors come in line order.
+TEST(SpaConfig, AccessFileOldSyntaxSynonymsAndErrorOrder) {
+  TempDir dir;
+  const std::string access =
+      "SOURCE: ANY;\n"
+      "KEY: old-style-key;\n"
+      "HMAC_KEY: old-style-hmac;  # trailing words after ';' are ignored, as fwknopd does\n"
+      "REQUIRE_SOURCE: Y;\n"
+      "OPEN_PORTS: tcp/22;\n";
+  const std::string acc = dir.write("access.conf", access, 0600);
+  const std::string conf = dir.write(
+      "k.conf", std::string(kProfile) + "[spa gate]\ngrant = ssh-only\nAccessFile = " + acc + "\n",
+      0600);
+  auto r = parse_file(conf);
+  ASSERT_TRUE(r.config) << errors_of(r).front();
+  const spa::Stanza& s = r.config->spa_doors[0].file_access.at(0).stanza;
+  EXPECT_EQ(std::string(s.key.begin(), s.key.end()), "old-style-key");
+  ASSERT_TRUE(s.hmac_key);
+  EXPECT_EQ(std::string(s.hmac_key->begin(), s.hmac_key->end()), "old-style-hmac");
+  EXPECT_TRUE(s.require_source_address);
+  EXPECT_EQ(s.open_ports.size(), 1U);
+
+  // Inline, a ';' is refused rather than kept in the key.
+  auto inline_r = parse_text(std::string(kProfile) +
+                                 "[spa gate]\ngrant = ssh-only\nSOURCE = ANY\nKEY = abc;\n",
+                             "i.conf");
+  ASSERT_FALSE(inline_r.config);
+  const auto inline_errs = errors_of(inline_r);
+  EXPECT_NE(std::find_if(inline_errs.begin(), inline_errs.end(),
+                         [](const std::string& e) {
+                           return e.rfind("i.conf:7: key: ';' ends a value", 0) == 0;
+                         }),
+            inline_errs.end())
+      << inline_errs.front();
+
+  // Unsupported fwknopd keys say so; errors of the file are in line order.
+  const std::string bad = dir.write("bad.conf",
+                                    "SOURCE ANY\n"
+                                    "GPG_DISABLE_SIG Y\n"
+                                    "KEY short\n"
+                                    "HMAC_KEY short\n"
+                                    "SOURCE 10.0.0.0/8\n"
+                                    "REQUIRE_SOURCE maybe\n",
+                                    0600);
+  const std::string conf2 = dir.write(
+      "k2.conf", std::string(kProfile) + "[spa gate]\ngrant = ssh-only\nAccessFile = " + bad + "\n",
+      0600);
+  r = parse_file(conf2);
+  ASSERT_FALSE(r.config);
+  const auto errs = errors_of(r);
+  ASSERT_GE(errs.size(), 3U);
+  EXPECT_NE(errs[0].find(bad + ":2: gpg_disable_sig: fwknopd key not supported"), std::string::npos)
+      << errs[0];
+  for (size_t i = 1; i < errs.size(); ++i) {
+    auto line_of = [&](const std::string& e) {
+      return std::stoi(e.substr(bad.size() + 1, e.find(':', bad.size() + 1) - bad.size() - 1));
+    };
+    if (errs[i].rfind(bad, 0) == 0 && errs[i - 1].rfind(bad, 0) == 0) {
+      EXPECT_LE(line_of(errs[i - 1]), line_of(errs[i])) << errs[i - 1] << " / " << errs[i];
+    }
+  }
+  EXPECT_NE(std::find_if(errs.begin(), errs.end(),
+                         [&](const std::string& e) {
+                           return e.find(bad + ":6: require_source:") == 0;
+                         }),
+            errs.end());
 }
 
 }  // namespace
