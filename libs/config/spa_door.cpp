@@ -19,6 +19,9 @@ namespace kg::config {
 
 namespace {
 
+// fwknopd's DEF_FW_ACCESS_TIMEOUT.
+constexpr uint32_t kFwknopdAccessTimeout = 30;
+
 std::string octal_mode(mode_t m) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(m & 07777));
@@ -104,6 +107,10 @@ void SpaSectionReader::directive(int line, const std::string& key, std::string_v
     SpaAccess a;
     a.file = file_;
     a.line = line;
+    // An access.conf opens for fwknopd's 30 s unless it or the client says otherwise, so a
+    // file moved from fwknopd keeps its windows; inline stanzas default to the profile's
+    // lifetime.
+    if (access_conf_only_) a.stanza.fw_access_timeout = kFwknopdAccessTimeout;
     if (to_lower(value) != "any") {
       auto v = parse_prefix_list(value);
       if (!v) {

@@ -204,6 +204,7 @@ TEST(SpaConfig, AccessFileOldSyntaxSynonymsAndErrorOrder) {
   EXPECT_EQ(std::string(s.hmac_key->begin(), s.hmac_key->end()), "old-style-hmac");
   EXPECT_TRUE(s.require_source_address);
   EXPECT_EQ(s.open_ports.size(), 1U);
+  EXPECT_EQ(s.fw_access_timeout, 30U);  // fwknopd's default for an access.conf
 
   // Inline, a ';' is refused rather than kept in the key.
   auto inline_r = parse_text(std::string(kProfile) +
