@@ -448,6 +448,12 @@ bool Server::resume_accepting() {
 // a failure, so a server hovering at its limit logs one episode, not one per connection.
 void Server::accepted_during_exhaustion() {
   exhaustion_.pause = kFirstAcceptPause;
+  check_recovery_later();
+}
+
+// Looks again every kRecoveredAfter while the episode lasts: a failure just before the
+// check must not leave the episode open when no further accept comes to ask.
+void Server::check_recovery_later() {
   if (exhaustion_.check_pending) return;
   exhaustion_.check_pending = true;
   recovery_timer_.expires_after(kRecoveredAfter);
@@ -455,8 +461,9 @@ void Server::accepted_during_exhaustion() {
     if (shared->stopped || ec) return;
     Exhaustion& e = exhaustion_;
     e.check_pending = false;
+    if (!e.active) return;
     const auto now = std::chrono::steady_clock::now();
-    if (!e.active || now - e.last_failure < kRecoveredAfter) return;
+    if (paused_ || now - e.last_failure < kRecoveredAfter) return check_recovery_later();
     const auto lasted =
         std::chrono::duration_cast<std::chrono::milliseconds>(e.last_failure - e.since);
     log::info("accepting connections again; out of resources for " +

@@ -62,6 +62,7 @@ class Server {
   void wait_to_accept();
   bool resume_accepting();
   void accepted_during_exhaustion();
+  void check_recovery_later();
 
   // Descriptors set aside at start and closed while accepts are paused, so that webd (and
   // the sanitizers' runtime in debug builds) still has some when connections took the rest.
