@@ -43,8 +43,8 @@ Error failure(std::string_view daemon, const std::string& what, int rc) {
 
 // LeakSanitizer stops the world at exit with a clone()d tracer that ptraces the threads.
 const std::vector<std::string_view>& sanitizer_syscalls() {
-  static const std::vector<std::string_view> list = {
-      "ptrace", "wait4", "waitid", "prctl", "personality", "getppid", "getdents"};
+  static const std::vector<std::string_view> list = {"ptrace",      "wait4",   "waitid",  "prctl",
+                                                     "personality", "getppid", "getdents"};
   return list;
 }
 
@@ -61,6 +61,17 @@ Result<Ok> allow_names(scmp_filter_ctx ctx, std::string_view daemon,
   return Ok{};
 }
 
+// A comparison of the first argument: what libseccomp's SCMP_A0_* macros expand to, without
+// their C compound literal (C++ compilers reject it under -Werror).
+scmp_arg_cmp arg0(scmp_compare op, uint64_t a, uint64_t b = 0) {
+  scmp_arg_cmp c{};
+  c.arg = 0;
+  c.op = op;
+  c.datum_a = a;
+  c.datum_b = b;
+  return c;
+}
+
 // socket() and socketpair(): the profile's domains pass, every other one gets EPERM.
 Result<Ok> restrict_domains(scmp_filter_ctx ctx, const Profile& p) {
   for (int call : {SCMP_SYS(socket), SCMP_SYS(socketpair)}) {
@@ -69,13 +80,13 @@ Result<Ok> restrict_domains(scmp_filter_ctx ctx, const Profile& p) {
                            p.socket_domains.end();
       const uint32_t action = allowed ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(EPERM);
       if (int rc = seccomp_rule_add(ctx, action, call, 1,
-                                    SCMP_A0_32(SCMP_CMP_EQ, static_cast<uint32_t>(domain)));
+                                    arg0(SCMP_CMP_EQ, static_cast<uint32_t>(domain)));
           rc != 0) {
         return failure(p.daemon, "socket domain rule", rc);
       }
     }
     if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), call, 1,
-                                  SCMP_A0_32(SCMP_CMP_GE, static_cast<uint32_t>(kDomainLimit)));
+                                  arg0(SCMP_CMP_GE, static_cast<uint32_t>(kDomainLimit)));
         rc != 0) {
       return failure(p.daemon, "socket domain rule", rc);
     }
@@ -96,7 +107,7 @@ Result<Ok> process_rules(scmp_filter_ctx ctx, const Profile& p) {
   }
   if (kSanitizerBuild) return allow_names(ctx, p.daemon, {"clone"});
   const int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
-                                  SCMP_A0_64(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
+                                  arg0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
   if (rc != 0) return failure(p.daemon, "clone rule", rc);
   return Ok{};
 }
@@ -111,7 +122,7 @@ Result<Ok> thread_names(scmp_filter_ctx ctx, const Profile& p) {
   }
   for (int option : {PR_SET_NAME, PR_GET_NAME}) {
     if (int rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                                  SCMP_A0_32(SCMP_CMP_EQ, static_cast<uint32_t>(option)));
+                                  arg0(SCMP_CMP_EQ, static_cast<uint32_t>(option)));
         rc != 0) {
       return failure(p.daemon, "prctl rule", rc);
     }
