@@ -21,6 +21,7 @@ using namespace kg::verdictd;
 
 constexpr const char* kConf = R"([options]
   Interface = kg-wan
+  WanInterface = kg-wan
 [profile ssh-only]
   direction = inbound
   expose = tcp/22 -> 192.168.50.10:22
