@@ -10,7 +10,7 @@ policyd + webd in the lab's gw namespace, real sockets and SQLite. Measures
   2. C concurrent live-stream clients: time from the POST that creates a grant until each
      client has read its `event: grant` line (max and p99 over clients, 5 rounds);
   3. webd's VmRSS/VmHWM with those clients connected, after the runs.
-Needs policyd's control commands (contract C); without them it measures what it can
+Needs policyd's control commands; without them it measures what it can
 (static file and session latency, stream RSS) and says so."""
 import argparse
 import json

@@ -1,5 +1,5 @@
-// The control commands policyd serves to knockgatectl and webd (contract C, docs/
-// knockgatectl.8): argument parsing, role checks, text and --json output, exit codes.
+// The control commands policyd serves to knockgatectl and webd (docs/knockgatectl.8,
+// docs/protocol.md): argument parsing, role checks, text and --json output, exit codes.
 #pragma once
 
 #include <cstdint>

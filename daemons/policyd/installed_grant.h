@@ -1,4 +1,4 @@
-// What the kernel needs to know of an active grant (contract A in the lead's api notes).
+// What the kernel needs to know of an active grant: id, source, profile, expiry.
 // Its own header so the pure ruleset generator does not depend on the kernel handles.
 #pragma once
 

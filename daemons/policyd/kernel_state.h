@@ -1,4 +1,4 @@
-// policyd's kernel layer (contract A in the lead's api notes): makes the kernel match the
+// policyd's kernel layer: makes the kernel match the
 // config and the active grants, touching nothing that is not ours — `table inet knockgate`
 // (nftables), ip rules and routes carrying our routing protocol, and conntrack entries of
 // revoked grants. docs/datapath.md describes the state it installs.

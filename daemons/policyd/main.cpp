@@ -87,7 +87,7 @@ kg::ipc::StandardPeerRules peer_rules(const kg::config::Options& o) {
   return rules;
 }
 
-// Grants' kernel effects through the kernel layer (contract A).
+// Grants' kernel effects through the kernel layer (KernelState: set elements, conntrack).
 class KernelInstaller final : public kg::policyd::GrantInstaller {
  public:
   explicit KernelInstaller(kg::policyd::KernelState& kernel) : kernel_(kernel) {}

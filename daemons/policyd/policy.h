@@ -42,7 +42,7 @@ struct DoorActions {
   std::optional<std::string> stop_command_6;
   std::chrono::seconds cmd_timeout{10};
   std::string one_time_sequences;  // path of the door's one-time file; empty: none
-  std::string grant;               // exposure profile requested; installed from issue 4 on
+  std::string grant;               // exposure profile the door grants; empty: none
 };
 
 // What the grant lifecycle needs of a profile (the kernel side reads the full config).
@@ -55,8 +55,8 @@ struct GrantProfile {
   friend bool operator==(const GrantProfile&, const GrantProfile&) = default;
 };
 
-// An active grant as the kernel needs it (contract A's InstalledGrant, kept apart so
-// the kernel code and this one can change without a shared header).
+// An active grant as the kernel needs it; the kernel layer's own InstalledGrant is kept
+// apart so the kernel code and this one can change without a shared header.
 struct GrantInstall {
   uint64_t id = 0;
   IpAddr source;

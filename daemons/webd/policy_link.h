@@ -1,5 +1,5 @@
-// webd's one connection to policyd (role webd): control commands (contract C in
-// docs/protocol.md) with replies matched by request id, and the grant/feed subscription
+// webd's one connection to policyd (role webd): control commands (docs/protocol.md,
+// docs/knockgatectl.8) with replies matched by request id, and the grant/feed subscription
 // whose changes it hands on to the live stream and the counters.
 #pragma once
 

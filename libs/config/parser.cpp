@@ -1,6 +1,8 @@
-// The knockgate.conf reader. Line handling follows knockd 0.8 (see
-// /work/shared/reference/knockd-behaviour.md, section 1); values knockd would silently
-// misread are rejected instead, and every problem of the file is collected.
+// The knockgate.conf reader. Line handling follows knockd 0.8: a line is trimmed, `#` starts
+// a comment only at the start of a line, `[name]` opens a section (exact-case `[options]`,
+// anything else a door), keys are case-insensitive and the last of a repeated key wins;
+// values knockd would silently misread are rejected instead, and every problem of the file
+// is collected (docs/knockd-compatibility.md lists each rule).
 #include <algorithm>
 #include <map>
 #include <set>

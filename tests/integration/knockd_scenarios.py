@@ -1,5 +1,5 @@
 """The knockd differential scenarios: a door configuration, what the clients send, and
-what knockd 0.8 does (../shared/reference/knockd-behaviour.md, checked against the real
+what knockd 0.8 does (docs/knockd-compatibility.md, checked against the real
 daemon). Where knockgate deliberately differs, `knockgate` holds its documented outcome
 and `diff` says why (docs/knockd-compatibility.md).
 

@@ -1,7 +1,7 @@
 """The appliance end to end with verdictd: real policyd, captured and verdictd in the gw
 namespace, real OpenSSH server on the ssh host, knocks from the client with
 knockgate-knock, grants through policyd's broadcast, the gate ruleset installed by policyd
-itself (contract B).
+itself (docs/datapath.md).
 
 Skips (77) when this build's policyd does not serve grant subscriptions yet."""
 import os
@@ -101,7 +101,7 @@ class E2E(unittest.TestCase):
             cls.policyd = cls.lab.start("gw", [POLICYD, "-c", cls.conf, "-v"],
                                         os.path.join(cls.w, "policyd.out"))
             assert cls.policyd.wait_for_output(r"listening on", 10), cls.policyd.output()
-            # policyd's own gate (contract B); a policyd without its kernel layer gets the
+            # policyd's own gate (docs/datapath.md); a policyd without its kernel layer gets the
             # hand-made one of verdict_lab.py.
             end = time.monotonic() + 3
             while cls.lab.run("gw", ["nft", "list", "table", "inet", "knockgate"],

@@ -1,4 +1,4 @@
-"""knockgate-verdictd behind policyd's real ruleset (contract B, installed with
+"""knockgate-verdictd behind policyd's real ruleset (docs/datapath.md, installed with
 tests/tools/kg_kernel_tool from the shipped profiles): the verdict's mark steers the flow
 through the profile's routing table (the gw's main table has no route to the syslog
 network), fail-closed gating of inbound flows verdictd has no grant for, and kill -9 of

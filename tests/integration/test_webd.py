@@ -1,7 +1,7 @@
 """knockgate-webd against a real policyd in the namespace lab: login, sessions, CSRF and
 Origin checks, API tokens, login throttling (per account and per source), malformed and oversize requests, static
 files and security headers, /metrics, the live stream, privilege drop; and, once policyd
-serves the control commands (contract C), the grants API end to end."""
+serves the control commands (docs/protocol.md), the grants API end to end."""
 import json
 import os
 import re
@@ -370,7 +370,7 @@ class WebdTest(unittest.TestCase):
             self.assertRegex(status, r"%s:\s+0+\n" % cap)
         self.assertRegex(status, r"NoNewPrivs:\s+1")
 
-    # ---- the grants API (needs policyd's control commands, contract C)
+    # ---- the grants API (needs policyd's control commands)
     def require_control_commands(self, s):
         r, body = s.get("/api/v1/grants")
         if r.status != 200:

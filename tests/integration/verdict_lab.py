@@ -58,7 +58,7 @@ SSH_DOOR = """
   grant = ssh-only
 """
 
-# The data path of api.md contract B, reduced to what these tests need. This kernel has no
+# The data path of docs/datapath.md, reduced to what these tests need. This kernel has no
 # nft `queue` statement, so the queue rule is xt NFQUEUE through iptables-nft, in mangle
 # FORWARD (after DNAT: verdictd sees the LAN target). No --queue-bypass: fail-closed.
 RULESET = """

@@ -1,4 +1,4 @@
-// SPA library: fwknop known-answer vectors (/work/shared/reference/fwknop-spa.md),
+// SPA library: fwknop known-answer vectors (made with fwknop 2.6.10's client and library),
 // round trips over every digest / HMAC / mode combination, and every rejection reason.
 #include <gtest/gtest.h>
 
