@@ -63,15 +63,12 @@ enum class Existing { gone, removed };
 
 // PATH exists: refuses when its owner lives; removes it when it is stale.
 Result<Existing> judge_existing(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) {
+  const config::UniqueFd owned(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!owned.valid()) {
     if (errno == ENOENT) return Existing::gone;
     return errno_error("PidFile " + path + ": cannot read the existing file", errno);
   }
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
+  const int fd = owned.get();
   const std::optional<pid_t> pid = read_pid(fd);
   const std::string who =
       pid ? "process " + std::to_string(*pid) + " (" + process_name(*pid) + ")" : "another process";
@@ -103,9 +100,11 @@ Result<PidFile> PidFile::create(const std::string& path) {
   PidFile file;
   if (path.empty()) return file;
   std::string tmp = path + ".XXXXXX";
-  const int fd = ::mkostemp(tmp.data(), O_CLOEXEC);
-  if (fd < 0) return errno_error("PidFile " + path + ": cannot create a file next to it", errno);
-  file.fd_ = fd;
+  file.fd_ = config::UniqueFd(::mkostemp(tmp.data(), O_CLOEXEC));
+  if (!file.fd_.valid()) {
+    return errno_error("PidFile " + path + ": cannot create a file next to it", errno);
+  }
+  const int fd = file.fd_.get();
   auto fail = [&](const std::string& what, int err) {
     ::unlink(tmp.c_str());
     return errno_error(what, err);
@@ -139,30 +138,26 @@ PidFile::~PidFile() {
 }
 
 PidFile::PidFile(PidFile&& other) noexcept
-    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)) {
-  other.path_.clear();
-}
+    : path_(std::exchange(other.path_, {})), fd_(std::move(other.fd_)) {}
 
 PidFile& PidFile::operator=(PidFile&& other) noexcept {
   if (this != &other) {
     release();
-    path_ = std::move(other.path_);
-    other.path_.clear();
-    fd_ = std::exchange(other.fd_, -1);
+    path_ = std::exchange(other.path_, {});
+    fd_ = std::move(other.fd_);
   }
   return *this;
 }
 
 void PidFile::release() {
-  if (fd_ < 0) return;
+  if (!fd_.valid()) return;
   struct stat ours {};
   struct stat by_path {};
-  if (!path_.empty() && ::fstat(fd_, &ours) == 0 && ::lstat(path_.c_str(), &by_path) == 0 &&
+  if (!path_.empty() && ::fstat(fd_.get(), &ours) == 0 && ::lstat(path_.c_str(), &by_path) == 0 &&
       same_file(ours, by_path)) {
     ::unlink(path_.c_str());
   }
-  ::close(fd_);
-  fd_ = -1;
+  fd_.reset();
   path_.clear();
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/result.h"
+#include "config/file_io.h"
 
 namespace kg::policyd {
 
@@ -32,7 +33,7 @@ class PidFile {
  private:
   void release();
   std::string path_;
-  int fd_ = -1;  // our file, flock-ed
+  config::UniqueFd fd_;  // our file, flock-ed
 };
 
 }  // namespace kg::policyd

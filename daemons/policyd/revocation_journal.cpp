@@ -85,10 +85,10 @@ Result<Ok> pwrite_all(int fd, const uint8_t* data, size_t size, off_t offset) {
 Result<RevocationJournal> RevocationJournal::open(const std::string& path) {
   RevocationJournal j;
   j.path_ = path;
-  j.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
-  if (j.fd_ < 0) return errno_error("cannot open", path, errno);
+  j.fd_ = config::UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640));
+  if (!j.fd_.valid()) return errno_error("cannot open", path, errno);
   struct stat st {};
-  if (::fstat(j.fd_, &st) != 0) return errno_error("fstat", path, errno);
+  if (::fstat(j.fd_.get(), &st) != 0) return errno_error("fstat", path, errno);
   if (!S_ISREG(st.st_mode)) return Error{"revocation journal " + path + ": not a regular file"};
   const off_t full = static_cast<off_t>(kSlots * kRecordSize);
   j.used_.assign(kSlots, false);
@@ -97,7 +97,7 @@ Result<RevocationJournal> RevocationJournal::open(const std::string& path) {
   std::vector<uint8_t> buf(have);
   size_t got = 0;
   while (got < have) {
-    const ssize_t n = ::pread(j.fd_, buf.data() + got, have - got, static_cast<off_t>(got));
+    const ssize_t n = ::pread(j.fd_.get(), buf.data() + got, have - got, static_cast<off_t>(got));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno_error("read", path, errno);
     if (n == 0) break;
@@ -115,8 +115,8 @@ Result<RevocationJournal> RevocationJournal::open(const std::string& path) {
       j.loaded_.push_back(std::move(t));
     } else if (r != zero) {
       // A torn or foreign slot: free it now, while the disk is known to be writable.
-      if (auto w =
-              pwrite_all(j.fd_, zero.data(), zero.size(), static_cast<off_t>(slot * kRecordSize));
+      if (auto w = pwrite_all(j.fd_.get(), zero.data(), zero.size(),
+                              static_cast<off_t>(slot * kRecordSize));
           !w) {
         return Error{"revocation journal " + path +
                      ": clearing a damaged slot: " + w.error().message};
@@ -127,43 +127,18 @@ Result<RevocationJournal> RevocationJournal::open(const std::string& path) {
     // Real zeros, not a hole or fallocate's unwritten extents: the blocks are allocated
     // and initialised now, so later tombstones only overwrite them.
     std::vector<uint8_t> zeros(static_cast<size_t>(full - st.st_size), 0);
-    if (auto w = pwrite_all(j.fd_, zeros.data(), zeros.size(), st.st_size); !w) {
+    if (auto w = pwrite_all(j.fd_.get(), zeros.data(), zeros.size(), st.st_size); !w) {
       return Error{"revocation journal " + path + ": cannot reserve " + std::to_string(full) +
                    " bytes: " + w.error().message};
     }
-    if (::fsync(j.fd_) != 0) return errno_error("fsync", path, errno);
+    if (::fsync(j.fd_.get()) != 0) return errno_error("fsync", path, errno);
   }
   return j;
 }
 
-RevocationJournal::~RevocationJournal() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-RevocationJournal::RevocationJournal(RevocationJournal&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)),
-      path_(std::move(other.path_)),
-      used_(std::move(other.used_)),
-      in_use_(other.in_use_),
-      next_(other.next_),
-      loaded_(std::move(other.loaded_)) {}
-
-RevocationJournal& RevocationJournal::operator=(RevocationJournal&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-    path_ = std::move(other.path_);
-    used_ = std::move(other.used_);
-    in_use_ = other.in_use_;
-    next_ = other.next_;
-    loaded_ = std::move(other.loaded_);
-  }
-  return *this;
-}
-
 Result<size_t> RevocationJournal::add(int64_t grant_id, int64_t created_ns, int64_t ended_ns,
                                       const std::string& ended_by) {
-  if (fd_ < 0) return Error{"revocation journal is not open"};
+  if (!fd_.valid()) return Error{"revocation journal is not open"};
   if (in_use_ >= used_.size()) {
     return Error{"revocation journal " + path_ + " is full (" + std::to_string(used_.size()) +
                  " revocations waiting for the database)"};
@@ -171,7 +146,8 @@ Result<size_t> RevocationJournal::add(int64_t grant_id, int64_t created_ns, int6
   size_t slot = next_;
   while (used_[slot]) slot = (slot + 1) % used_.size();
   const Record r = encode(grant_id, created_ns, ended_ns, ended_by);
-  if (auto w = pwrite_all(fd_, r.data(), r.size(), static_cast<off_t>(slot * kRecordSize)); !w) {
+  if (auto w = pwrite_all(fd_.get(), r.data(), r.size(), static_cast<off_t>(slot * kRecordSize));
+      !w) {
     return Error{"revocation journal " + path_ + ": " + w.error().message};
   }
   used_[slot] = true;
@@ -181,9 +157,10 @@ Result<size_t> RevocationJournal::add(int64_t grant_id, int64_t created_ns, int6
 }
 
 Result<Ok> RevocationJournal::clear(size_t slot) {
-  if (fd_ < 0 || slot >= used_.size() || !used_[slot]) return Ok{};
+  if (!fd_.valid() || slot >= used_.size() || !used_[slot]) return Ok{};
   const Record zero{};
-  if (auto w = pwrite_all(fd_, zero.data(), zero.size(), static_cast<off_t>(slot * kRecordSize));
+  if (auto w =
+          pwrite_all(fd_.get(), zero.data(), zero.size(), static_cast<off_t>(slot * kRecordSize));
       !w) {
     return Error{"revocation journal " + path_ + ": " + w.error().message};
   }
@@ -193,8 +170,8 @@ Result<Ok> RevocationJournal::clear(size_t slot) {
 }
 
 Result<Ok> RevocationJournal::sync() {
-  if (fd_ < 0) return Ok{};
-  if (::fdatasync(fd_) != 0) return errno_error("fdatasync", path_, errno);
+  if (!fd_.valid()) return Ok{};
+  if (::fdatasync(fd_.get()) != 0) return errno_error("fdatasync", path_, errno);
   return Ok{};
 }
 

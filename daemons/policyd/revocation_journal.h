@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "config/file_io.h"
 
 namespace kg::policyd {
 
@@ -43,9 +44,8 @@ class RevocationJournal {
   // when the space cannot be reserved: policyd does not start without it.
   static Result<RevocationJournal> open(const std::string& path);
   RevocationJournal() = default;
-  ~RevocationJournal();
-  RevocationJournal(RevocationJournal&& other) noexcept;
-  RevocationJournal& operator=(RevocationJournal&& other) noexcept;
+  RevocationJournal(RevocationJournal&&) noexcept = default;
+  RevocationJournal& operator=(RevocationJournal&&) noexcept = default;
   RevocationJournal(const RevocationJournal&) = delete;
   RevocationJournal& operator=(const RevocationJournal&) = delete;
 
@@ -62,7 +62,7 @@ class RevocationJournal {
   const std::string& path() const { return path_; }
 
  private:
-  int fd_ = -1;
+  config::UniqueFd fd_;
   std::string path_;
   std::vector<bool> used_;
   size_t in_use_ = 0;

@@ -256,23 +256,16 @@ bool out_of_resources(const error_code& ec) {
 
 }  // namespace
 
-Server::Reserve::~Reserve() {
-  release();
-}
-
 bool Server::Reserve::acquire() {
-  for (int& fd : fds_) {
-    if (fd < 0) fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return false;
+  for (auto& fd : fds_) {
+    if (!fd.valid()) fd = config::UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return false;
   }
   return true;
 }
 
 void Server::Reserve::release() {
-  for (int& fd : fds_) {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
+  for (auto& fd : fds_) fd.reset();
 }
 
 void ensure_descriptor_limit(size_t max_connections) {

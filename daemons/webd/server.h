@@ -3,6 +3,8 @@
 // App's business.
 #pragma once
 
+#include <array>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "config/file_io.h"
 #include "webd/app.h"
 #include "webd/http.h"
 #include "webd/stream_hub.h"
@@ -68,15 +71,11 @@ class Server {
   // the sanitizers' runtime in debug builds) still has some when connections took the rest.
   class Reserve {
    public:
-    Reserve() = default;
-    Reserve(const Reserve&) = delete;
-    Reserve& operator=(const Reserve&) = delete;
-    ~Reserve();
     bool acquire();  // true when all are held
     void release();
 
    private:
-    int fds_[2] = {-1, -1};
+    std::array<kg::config::UniqueFd, 2> fds_;
   };
 
   // One episode of running out: logged when it starts and when accepts have worked for a

@@ -35,18 +35,7 @@ using kg::policyd::RevocationJournal;
 
 namespace {
 
-class Installer final : public kg::policyd::GrantInstaller {
- public:
-  kg::Result<kg::Ok> add(std::span<const GrantInstall> g) override {
-    for (const auto& x : g) added.push_back(x);
-    return kg::Ok{};
-  }
-  kg::Result<size_t> remove(std::span<const GrantInstall> g) override {
-    for (const auto& x : g) removed.push_back(x);
-    return size_t{0};
-  }
-  std::vector<GrantInstall> added, removed;
-};
+using Installer = RecordingInstaller;
 
 class Observer final : public kg::policyd::GrantObserver {
  public:

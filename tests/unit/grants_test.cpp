@@ -46,23 +46,6 @@ IpAddr ip(const char* text) {
   return a.value_or(IpAddr{});
 }
 
-class RecordingInstaller final : public kg::policyd::GrantInstaller {
- public:
-  kg::Result<kg::Ok> add(std::span<const GrantInstall> grants) override {
-    ++add_calls;
-    if (!fail_with.empty()) return kg::Error{fail_with};
-    for (const auto& g : grants) added.push_back(g);
-    return kg::Ok{};
-  }
-  kg::Result<size_t> remove(std::span<const GrantInstall> grants) override {
-    for (const auto& g : grants) removed.push_back(g);
-    return size_t{0};
-  }
-  std::vector<GrantInstall> added, removed;
-  int add_calls = 0;
-  std::string fail_with;
-};
-
 struct Change {
   GrantOp op;
   kg::ipc::GrantRecord grant;

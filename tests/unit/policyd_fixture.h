@@ -9,12 +9,32 @@
 #include <boost/asio/io_context.hpp>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "common/knocklog.h"
 #include "common/log.h"
 #include "policyd/policy.h"
+
+// A GrantInstaller that records what the grant logic asks of the kernel, and fails on
+// request.
+class RecordingInstaller final : public kg::policyd::GrantInstaller {
+ public:
+  kg::Result<kg::Ok> add(std::span<const kg::policyd::GrantInstall> grants) override {
+    ++add_calls;
+    if (!fail_with.empty()) return kg::Error{fail_with};
+    for (const auto& g : grants) added.push_back(g);
+    return kg::Ok{};
+  }
+  kg::Result<size_t> remove(std::span<const kg::policyd::GrantInstall> grants) override {
+    for (const auto& g : grants) removed.push_back(g);
+    return size_t{0};
+  }
+  std::vector<kg::policyd::GrantInstall> added, removed;
+  int add_calls = 0;
+  std::string fail_with;
+};
 
 class PolicydFixture : public ::testing::Test {
  protected:
