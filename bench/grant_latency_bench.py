@@ -28,12 +28,19 @@ for i in range(n):
 
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", required=True)
-    ap.add_argument("--knocks", type=int, default=1000)
-    a = ap.parse_args()
-    b = os.path.abspath(a.build)
+def program(build, name):
+    """A program of a build tree: daemons/NAME/..., or tools/NAME/... for the clients."""
+    for sub in ("daemons", "tools"):
+        for d in os.listdir(os.path.join(build, sub)) if os.path.isdir(os.path.join(build, sub)) else []:
+            p = os.path.join(build, sub, d, name)
+            if os.path.exists(p):
+                return p
+    raise SystemExit("not built in %s: %s" % (build, name))
+
+
+def measure(build, knocks):
+    """Knock -> grant broadcast latencies (ms) and the number of knocks with no delta."""
+    b = os.path.abspath(build)
     with kglab.Lab(mode="wan") as lab:
         d = lab.dir("grantlat")
         os.chmod(d, 0o755)
@@ -47,19 +54,19 @@ def main():
                     "  table = 100\n  lifetime = 1h\n  max_lifetime = 8h\n"
                     "[openSSH]\n  sequence = 7000,8000,9000\n  seq_timeout = 5\n"
                     "  tcpflags = syn\n  grant = ssh-only\n" % (d, d, d))
-        pol = lab.start("gw", [b + "/daemons/policyd/knockgate-policyd", "-c", conf], d + "/p.out")
+        pol = lab.start("gw", [program(b, "knockgate-policyd"), "-c", conf], d + "/p.out")
         pol.wait_for_output(r"ready", 10)
-        cap = lab.start("gw", [b + "/daemons/captured/knockgate-captured", "-c", conf], d + "/c.out")
+        cap = lab.start("gw", [program(b, "knockgate-captured"), "-c", conf], d + "/c.out")
         cap.wait_for_output(r"connected to policyd", 10)
-        watch = subprocess.Popen(["ip", "netns", "exec", lab.ns("gw"), b + "/daemons/ctl/knockgatectl",
+        watch = subprocess.Popen(["ip", "netns", "exec", lab.ns("gw"), program(b, "knockgatectl"),
                                   "-c", conf, "watch"], stdout=subprocess.PIPE, text=True)
         time.sleep(0.5)
         knocker = subprocess.Popen(["ip", "netns", "exec", lab.ns("client"), "python3", "-c",
-                                    KNOCKER, kglab.GW_WAN4, str(a.knocks)],
+                                    KNOCKER, kglab.GW_WAN4, str(knocks)],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         watch_lines = kglab.LineReader(watch.stdout)
         lat, missed = [], 0
-        for _ in range(a.knocks):
+        for _ in range(knocks):
             sent = int(knocker.stdout.readline())
             got = watch_lines.first(lambda line: '"add"' in line or '"extend"' in line, 2.0)
             if got is None:
@@ -73,8 +80,18 @@ def main():
         knocker.stdin.close()
         knocker.wait()
         watch.terminate()
-        print("knock -> grant installed (broadcast received), %d knocks: p50 %.2f ms, p99 %.2f ms, "
-              "max %.2f ms, missed %d" % (a.knocks, kglab.percentile(lat, 50), kglab.percentile(lat, 99), max(lat), missed))
+        return lat, missed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--knocks", type=int, default=1000)
+    a = ap.parse_args()
+    lat, missed = measure(a.build, a.knocks)
+    print("knock -> grant installed (broadcast received), %d knocks: p50 %.2f ms, p99 %.2f ms, "
+          "max %.2f ms, missed %d" % (a.knocks, kglab.percentile(lat, 50), kglab.percentile(lat, 99),
+                                      max(lat), missed))
 
 
 if __name__ == "__main__":

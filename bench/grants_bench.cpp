@@ -33,7 +33,7 @@
 #include "common/log.h"
 #include "config/config.h"
 #include "policyd/config_bridge.h"
-#include "policyd/kernel_state.h"
+#include "policyd/kernel/kernel_state.h"
 #include "policyd/policy.h"
 
 using namespace std::chrono_literals;
@@ -71,9 +71,9 @@ class KernelInstaller final : public kg::policyd::GrantInstaller {
   kg::Result<size_t> remove(std::span<const kg::policyd::GrantInstall> g) override {
     return k_.remove_grants(convert(g));
   }
-  static std::vector<kg::policyd::InstalledGrant> convert(
+  static std::vector<kg::policyd::GrantInstall> convert(
       std::span<const kg::policyd::GrantInstall> g) {
-    std::vector<kg::policyd::InstalledGrant> v;
+    std::vector<kg::policyd::GrantInstall> v;
     for (const auto& x : g) v.push_back({x.id, x.source, x.profile, x.expires_ns});
     return v;
   }

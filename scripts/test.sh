@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
 scripts/deps.sh test
+# The user policyd's engine runs as (the package creates it; PolicyUser's default).
+getent passwd knockgate-policy >/dev/null ||
+  useradd --system --user-group --no-create-home --home-dir /nonexistent \
+    --shell /usr/sbin/nologin knockgate-policy
 
 cmake --preset debug >/dev/null
 cmake --build --preset debug -j "$jobs"

@@ -50,7 +50,7 @@ _app_user() {
 
 _app_config() {
   local conf="$KG_LAB_DIR/knockgate.conf"
-  sed -e "s|^\([[:space:]]*Database[[:space:]]*=\).*|\1 $KG_LAB_DIR/knockgate.db|" \
+  sed -e "s|^\([[:space:]]*Database[[:space:]]*=\).*|\1 $KG_LAB_DIR/state/knockgate.db|" \
     -e "s|^\([[:space:]]*RuntimeDir[[:space:]]*=\).*|\1 $KG_LAB_DIR/run\n\tPidFile      = $KG_LAB_DIR/policyd.pid|" \
     -e "s|^\[options\]|[options]\n\tLogFile      = $KG_LAB_DIR/knockgate.log\n\tWebRoot      = $KG_LAB_SRC/web\n\tWebPasswordFile = $KG_LAB_DIR/web.passwd\n\tWebTokenFile = $KG_LAB_DIR/web.tokens\n\tWebListen    = 127.0.0.1:$KG_CONSOLE_PORT,192.168.50.1:$KG_CONSOLE_PORT|" \
     "$KG_LAB_SRC/etc/knockgate.conf" >"$conf"
@@ -105,7 +105,7 @@ appliance_start() {
   local tag="$1" bin="$2" conf
   mkdir -p "$KG_LAB_DIR/run"
   chmod 755 "$KG_LAB_DIR" "$KG_LAB_DIR/run"
-  for u in knockgate knockgate-verdict knockgate-web; do _app_user "$u"; done
+  for u in knockgate knockgate-policy knockgate-verdict knockgate-web; do _app_user "$u"; done
   getent group knockgate-admin >/dev/null || groupadd --system knockgate-admin
   conf=$(_app_config)
   "$bin/captured/knockgate-captured" -n -c "$conf" >/dev/null

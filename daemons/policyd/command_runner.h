@@ -17,32 +17,16 @@
 #include <string>
 
 #include "common/result.h"
+#include "policyd/command_executor.h"
 
 namespace kg::policyd {
 
-// How a child ended, with knockd's status number: the exit code, or 128 + signal.
-struct ExitStatus {
-  bool exited = false;  // false: killed by a signal
-  int code = 0;         // exit code when exited
-  int signal = 0;       // signal number when killed
-  int status_code() const { return exited ? code : 128 + signal; }
-  bool success() const { return exited && code == 0; }
-  std::string describe() const;  // "exit 0", "exit 3", "signal 9"
-};
-
 inline constexpr const char* kCommandPath = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
 
-class CommandRunner {
+class CommandRunner final : public CommandExecutor {
  public:
-  struct Job {
-    std::string command;
-    // Called once: with the pid when the child was spawned, or with the spawn error.
-    std::function<void(Result<pid_t>)> on_start;
-    // Called when a spawned child has exited (never if spawning failed).
-    std::function<void(const ExitStatus&)> on_exit;
-  };
-
-  enum class Submitted { started, queued, rejected };
+  using Job = CommandJob;
+  using Submitted = CommandSubmitted;
 
   // At most `max_running` limited jobs run at once; up to `max_queued` more wait in FIFO
   // order; beyond that submit() rejects (a flood of completed knocks must not fork-bomb
@@ -54,11 +38,9 @@ class CommandRunner {
   CommandRunner(const CommandRunner&) = delete;
   CommandRunner& operator=(const CommandRunner&) = delete;
 
-  // A limited job may wait for a slot; an unlimited one (stop commands, which must run
-  // on time and are bounded by the pending_stop table) is spawned at once.
-  Submitted submit(Job job, bool limited = true);
+  Submitted submit(Job job, bool limited = true) override;
 
-  size_t running() const { return children_.size(); }
+  size_t running() const override { return children_.size(); }
   size_t queued() const { return queue_.size(); }
 
   // Spawns one `/bin/sh -c command` child as described above; exposed for tests.

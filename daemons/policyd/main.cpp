@@ -1,55 +1,29 @@
-// knockgate-policyd: receives completed knocks from captured over the Unix socket,
-// commits them to SQLite and runs the doors' knockd-style commands.
+// knockgate-policyd: records grants in SQLite and makes the kernel enforce them, in two
+// processes (docs/architecture.md): this one, the kernel writer, keeps root with a few
+// capabilities; the engine it starts (this program again, with --engine) runs as
+// PolicyUser and does everything else.
 //
 //   knockgate-policyd [-c FILE] [-n] [-d] [-v|-D]
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
-#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <cerrno>
-#include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <iostream>
-#include <memory>
-#include <optional>
-#include <span>
 #include <string>
 #include <vector>
 
 #include "common/daemon_options.h"
-#include "common/knocklog.h"
 #include "common/log.h"
-#include "common/privdrop.h"
 #include "config/config.h"
-#include "ipc/messages.h"
-#include "ipc/peer.h"
-#include "ipc/server.h"
-#include "policyd/broadcast.h"
 #include "policyd/config_bridge.h"
-#include "policyd/control.h"
-#include "policyd/kernel_state.h"
+#include "policyd/engine.h"
 #include "policyd/pid_file.h"
-#include "policyd/policy.h"
-#include "policyd/seccomp_profile.h"
+#include "policyd/writer.h"
 
 namespace {
 
-namespace asio = boost::asio;
-using kg::policyd::PolicyCore;
-
 constexpr const char* kProgram = "knockgate-policyd";
 constexpr const char* kDefaultConfig = kg::config::kDefaultPath;
-
-using Args = kg::DaemonOptions;
 
 void usage(std::FILE* to) {
   std::fprintf(to,
@@ -65,490 +39,63 @@ void usage(std::FILE* to) {
                kProgram, kDefaultConfig);
 }
 
-kg::ipc::StandardPeerRules peer_rules(const kg::config::Options& o) {
-  kg::ipc::StandardPeerRules rules;
-  auto capture = kg::lookup_user(o.capture_user);
-  if (capture) {
-    rules.capture_uid = static_cast<uid_t>(capture->uid);
-  } else {
-    kg::log::warn("CaptureUser " + o.capture_user + ": " + capture.error().message +
-                  "; only root may send knock events");
-  }
-  if (auto verdict = kg::lookup_user(o.verdict_user)) {
-    rules.verdict_uid = static_cast<uid_t>(verdict->uid);
-  }
-  // Only WebUser may claim the webd role (knockgate-webd drops to it after binding).
-  if (auto web = kg::lookup_user(o.web_user)) rules.web_uid = static_cast<uid_t>(web->uid);
-  if (const group* g = getgrnam(o.admin_group.c_str()); g != nullptr) {
-    rules.admin_gid = g->gr_gid;
-  } else {
-    kg::log::info("AdminGroup " + o.admin_group + " does not exist; only root may control policyd");
-  }
-  return rules;
+std::string own_executable() {
+  std::vector<char> buf(4096);
+  const ssize_t n = ::readlink("/proc/self/exe", buf.data(), buf.size() - 1);
+  if (n <= 0) return {};
+  return std::string(buf.data(), static_cast<size_t>(n));
 }
 
-// Grants' kernel effects through the kernel layer (KernelState: set elements, conntrack).
-class KernelInstaller final : public kg::policyd::GrantInstaller {
- public:
-  explicit KernelInstaller(kg::policyd::KernelState& kernel) : kernel_(kernel) {}
-  kg::Result<kg::Ok> add(std::span<const kg::policyd::GrantInstall> grants) override {
-    const auto v = convert(grants);
-    return kernel_.add_grants(v);
-  }
-  kg::Result<size_t> remove(std::span<const kg::policyd::GrantInstall> grants) override {
-    const auto v = convert(grants);
-    return kernel_.remove_grants(v);
-  }
-  static std::vector<kg::policyd::InstalledGrant> convert(
-      std::span<const kg::policyd::GrantInstall> grants) {
-    std::vector<kg::policyd::InstalledGrant> out;
-    out.reserve(grants.size());
-    for (const auto& g : grants) out.push_back({g.id, g.source, g.profile, g.expires_ns});
-    return out;
-  }
-
- private:
-  kg::policyd::KernelState& kernel_;
-};
-
-class Daemon {
- public:
-  Daemon(Args args, kg::config::Config config)
-      : args_(std::move(args)),
-        config_(std::move(config)),
-        signals_(io_),
-        status_poll_(io_),
-        broadcaster_([this] { return core_->grant_records(); }),
-        started_(std::chrono::steady_clock::now()) {}
-
-  int run() {
-    // Before anything else: a second policyd must not touch the database or the kernel.
-    auto pid_file = kg::policyd::PidFile::create(config_.options.pid_file);
-    if (!pid_file) return fail(pid_file.error().message);
-    pid_file_ = std::move(*pid_file);
-    kg::knocklog::Options log_options;
-    log_options.log_file = config_.options.log_file;
-    log_options.use_syslog = config_.options.use_syslog;
-    auto writer = kg::knocklog::Writer::open(log_options);
-    if (!writer) return fail(writer.error().message);
-    knocklog_ = std::move(*writer);
-
-    warn_duplicate_doors(config_);
-    PolicyCore::Options core_options;
-    core_options.database_path = config_.options.database;
-    auto core = PolicyCore::open(io_, *knocklog_, core_options, kg::policyd::door_actions(config_));
-    if (!core) return fail(core.error().message);
-    core_ = std::move(*core);
-    core_->set_profiles(kg::policyd::grant_profiles(config_));
-    core_->set_pending_hold(std::chrono::milliseconds(config_.options.verdict_hold_ms));
-    core_->set_observer(&broadcaster_);
-    kg::policyd::Control::Hooks hooks;
-    hooks.config = [this]() -> const kg::config::Config& { return config_; };
-    hooks.status = [this] { return status_info(); };
-    hooks.reload = [this] { return reload_config(); };
-    control_ = std::make_unique<kg::policyd::Control>(*core_, std::move(hooks));
-    // The kernel layer first: without it no grant can take effect (fail closed).
-    auto kernel = kg::policyd::KernelState::open(config_);
-    if (!kernel) return fail("kernel: " + kernel.error().message);
-    kernel_ = std::move(*kernel);
-    installer_ = std::make_unique<KernelInstaller>(*kernel_);
-    core_->set_installer(installer_.get());
-    kg::log::info("kernel: " + kernel_->features());
-    auto started = core_->start();
-    if (!started)
-      return fail("database " + config_.options.database + ": " + started.error().message);
-    // Active grants back in the kernel, expired ones gone, our rules and routes as the
-    // config says, foreign state untouched.
-    reconcile("start");
-    watch_netlink();
-
-    if (auto dir = ensure_runtime_dir(config_.options.runtime_dir); !dir) {
-      return fail(dir.error().message);
-    }
-    kg::ipc::ServerOptions server_options;
-    server_options.socket_path = config_.options.runtime_dir + "/policyd.sock";
-    // Reachable by every local user: who may say what is decided per connection from
-    // SO_PEERCRED (captured's uid, the admin group, root), not by the file mode.
-    server_options.socket_mode = 0666;
-    server_options.program_name = kProgram;
-    const kg::ipc::StandardPeerRules rules = peer_rules(config_.options);
-    server_options.policy = kg::ipc::standard_peer_policy(rules);
-    // Root and the daemons' users keep connection slots that other users cannot fill.
-    server_options.reserved_uids = kg::ipc::daemon_uids(rules);
-    // Snapshots of many grants and big control replies are queued whole; a subscriber
-    // that stops reading is still cut off at this bound.
-    server_options.max_write_queue_bytes = size_t{64} * 1024 * 1024;
-    server_ = std::make_unique<kg::ipc::Server>(io_, std::move(server_options));
-    server_->on_message(
-        [this](const kg::ipc::SessionPtr& s, const kg::ipc::Message& m) { on_message(s, m); });
-    // The library logs sessions opening and closing. A captured that (re)connects gets
-    // the one-time doors' current state: it may have missed updates while away.
-    server_->on_open([this](const kg::ipc::SessionPtr& s) {
-      if (s->role() != kg::ipc::Role::captured) return;
-      for (const auto& update : core_->one_time_snapshot()) s->send(door_sequence(update));
-      s->send(kg::ipc::StatusRequest{++status_request_id_});
-    });
-    server_->on_close([this](const kg::ipc::SessionPtr& s, const std::string&) {
-      broadcaster_.unsubscribe(s->id());
-      if (s->role() == kg::ipc::Role::captured && captured_session_ == s->id()) {
-        captured_status_.reset();
-      }
-    });
-    core_->on_door_sequence_update([this](const kg::policyd::DoorSequenceUpdate& update) {
-      const kg::ipc::Message m = door_sequence(update);
-      size_t told = 0;
-      for (const auto& s : server_->sessions()) {
-        if (s->role() == kg::ipc::Role::captured && s->send(m)) ++told;
-      }
-      if (told == 0) {
-        kg::log::warn(update.door +
-                      ": no captured connected to tell about its one-time "
-                      "sequence; it gets the state when it connects");
-      }
-    });
-    if (auto listening = server_->start(); !listening) return fail(listening.error().message);
-
-    poll_captured_status();
-    signals_.add(SIGTERM);
-    signals_.add(SIGINT);
-    signals_.add(SIGHUP);
-    wait_signal();
-    if (auto filtered = kg::seccomp::apply(kg::policyd::seccomp_profile()); !filtered) {
-      return fail(filtered.error().message);
-    }
-
-    kg::log::info("ready: database " + config_.options.database + ", " +
-                  std::to_string(config_.doors.size()) + " door(s), " +
-                  std::to_string(core_->scheduled_stop_count()) + " pending stop command(s)");
-    sd_notify(0, "READY=1\nSTATUS=listening for knock events");
-    io_.run();
-    sd_notify(0, "STOPPING=1");
-    return exit_code_;
-  }
-
- private:
-  int fail(const std::string& message) {
-    kg::log::error(message);
+int run_writer(kg::DaemonOptions args) {
+  kg::config::ParseResult parsed = kg::config::parse_file(args.config_path);
+  if (!parsed.config) {
+    for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
     return 1;
   }
-
-  static kg::Result<kg::Ok> ensure_runtime_dir(const std::string& dir) {
-    // Our umask (027) would make a new directory 0750 root: captured, unprivileged, must
-    // reach the socket inside it (the socket's peer check decides who may talk).
-    if (::mkdir(dir.c_str(), 0755) == 0) {
-      if (::chmod(dir.c_str(), 0755) == 0) return kg::Ok{};
-    } else if (errno == EEXIST) {
-      return kg::Ok{};
-    }
-    return kg::Error{"cannot create RuntimeDir " + dir + ": " + std::strerror(errno)};
+  // The database, its WAL and the log file are for their owner and the admin group only.
+  ::umask(027);
+  // Before anything else: a second policyd must not touch the database or the kernel.
+  auto pid_file = kg::policyd::PidFile::create(parsed.config->options.pid_file);
+  if (!pid_file) {
+    kg::log::error(pid_file.error().message);
+    return 1;
   }
-
-  static void warn_duplicate_doors(const kg::config::Config& config) {
-    for (const std::string& name : kg::policyd::duplicate_door_names(config)) {
-      kg::log::warn("door " + name +
-                    " is defined more than once; knock events name the door, "
-                    "so policyd runs the first definition's commands");
-    }
+  for (const std::string& name : kg::policyd::duplicate_door_names(*parsed.config)) {
+    kg::log::warn("door " + name +
+                  " is defined more than once; knock events name the door, "
+                  "so policyd runs the first definition's commands");
   }
-
-  void wait_signal() {
-    signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
-      if (ec) return;
-      if (signo == SIGHUP) {
-        reload();
-        wait_signal();
-        return;
-      }
-      kg::log::info(std::string("received ") + (signo == SIGINT ? "SIGINT" : "SIGTERM") +
-                    ", stopping; pending stop commands stay in the database");
-      core_->shutdown();
-      status_poll_.cancel();
-      if (netlink_) {
-        boost::system::error_code ignored;
-        netlink_->cancel(ignored);
-        netlink_->release();  // the descriptor belongs to KernelState
-      }
-      // Clean stop: everything we installed goes, nothing else. Grants stay in the
-      // database and come back at the next start.
-      if (auto removed = kernel_->remove_all(); !removed) {
-        kg::log::error("kernel cleanup: " + removed.error().message);
-      } else {
-        kg::log::info("kernel state removed");
-      }
-      server_->stop();
-      io_.stop();
-    });
+  kg::policyd::WriterOptions options;
+  options.config_path = args.config_path;
+  options.program_path = own_executable();
+  if (options.program_path.empty()) {
+    kg::log::error(std::string("cannot find this program's path: ") + std::strerror(errno));
+    return 1;
   }
-
-  void reload() {
-    auto r = reload_config();
-    if (!r) kg::log::error("config not reloaded; the previous one stays in effect");
+  if (args.debug) {
+    options.engine_flags.emplace_back("-D");
+  } else if (args.verbose) {
+    options.engine_flags.emplace_back("-v");
   }
-
-  kg::Result<std::string> reload_config() {
-    sd_notify(0, "RELOADING=1");
-    knocklog_->write(kg::knocklog::rereading_config(args_.config_path));
-    kg::config::ParseResult parsed = kg::config::parse_file(args_.config_path);
-    std::string summary;
-    std::string errors;
-    if (!parsed.config) {
-      for (const auto& d : parsed.errors) {
-        kg::log::error(d.str());
-        errors += d.str() + "\n";
-      }
-    } else {
-      const kg::config::Options& old_o = config_.options;
-      const kg::config::Options& new_o = parsed.config->options;
-      if (old_o.database != new_o.database || old_o.runtime_dir != new_o.runtime_dir ||
-          old_o.log_file != new_o.log_file || old_o.use_syslog != new_o.use_syslog ||
-          old_o.capture_user != new_o.capture_user || old_o.admin_group != new_o.admin_group ||
-          old_o.pid_file != new_o.pid_file) {
-        kg::log::warn(
-            "Database, RuntimeDir, LogFile, UseSyslog, CaptureUser, AdminGroup and PidFile "
-            "changes take effect when policyd restarts");
-      }
-      warn_duplicate_doors(*parsed.config);
-      core_->set_doors(kg::policyd::door_actions(*parsed.config));
-      core_->set_pending_hold(std::chrono::milliseconds(parsed.config->options.verdict_hold_ms));
-      core_->audit_config_reload(args_.config_path);
-      const kg::config::Options kept = config_.options;
-      const size_t grants_before = core_->active_grant_count();
-      // Grants of removed profiles are revoked ("profile removed"); changed marks are
-      // broadcast again.
-      core_->set_profiles(kg::policyd::grant_profiles(*parsed.config));
-      config_ = std::move(*parsed.config);
-      config_.options = kept;
-      reconcile("reload");
-      summary = "config reloaded: " + std::to_string(config_.doors.size()) + " door(s), " +
-                std::to_string(config_.profiles.size()) + " profile(s), " +
-                std::to_string(grants_before - core_->active_grant_count()) +
-                " grant(s) revoked with their profile";
-      kg::log::info(summary);
-    }
-    // Also the logrotate hook: the log file is opened again by name.
-    if (auto reopened = knocklog_->reopen(); !reopened) kg::log::error(reopened.error().message);
-    sd_notify(0, "READY=1");
-    if (!errors.empty())
-      return kg::Error{errors + "config not reloaded; the previous one stays in effect"};
-    return summary;
-  }
-
-  void reconcile(const char* why) {
-    const auto installs = KernelInstaller::convert(core_->active_installs());
-    auto report = kernel_->reconcile(config_, installs);
-    if (!report) {
-      kg::log::error(std::string("kernel reconcile (") + why + "): " + report.error().message);
-      return;
-    }
-    kg::log::info(std::string(why) + ": " + std::to_string(installs.size()) + " grant(s); " +
-                  report->summary());
-  }
-
-  // Link and address events: a link we route through came back, routes need re-adding.
-  void watch_netlink() {
-    const int fd = kernel_->netlink_fd();
-    if (fd < 0) return;
-    if (!netlink_) netlink_ = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
-    netlink_->async_wait(asio::posix::stream_descriptor::wait_read,
-                         [this](const boost::system::error_code& ec) {
-                           if (ec) return;
-                           if (kernel_->process_netlink()) reconcile("link up");
-                           watch_netlink();
-                         });
-  }
-
-  // captured's counters for `status`: asked every few seconds, the last answer kept.
-  void poll_captured_status() {
-    for (const auto& s : server_->sessions()) {
-      if (s->role() == kg::ipc::Role::captured)
-        s->send(kg::ipc::StatusRequest{++status_request_id_});
-    }
-    status_poll_.expires_after(std::chrono::seconds(2));
-    status_poll_.async_wait([this](const boost::system::error_code& ec) {
-      if (!ec) poll_captured_status();
-    });
-  }
-
-  kg::policyd::StatusInfo status_info() {
-    kg::policyd::StatusInfo s;
-    s.version = KG_SOFTWARE_VERSION;
-    s.pid = ::getpid();
-    s.uptime_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() -
-                                                                  started_)
-                     .count();
-    s.events_received = events_handled_;
-    s.kernel_features = kernel_->features();
-    s.policyd_extra = {
-        {"doors", static_cast<uint64_t>(config_.doors.size())},
-        {"profiles", static_cast<uint64_t>(config_.profiles.size())},
-        {"pending_stops", static_cast<uint64_t>(core_->scheduled_stop_count())},
-        {"running_commands", static_cast<uint64_t>(core_->running_commands())},
-        {"sessions", static_cast<uint64_t>(server_->session_count())},
-        {"subscribers", static_cast<uint64_t>(broadcaster_.subscriber_count())},
-        {"subscribers_dropped", broadcaster_.subscribers_dropped()},
-        {"broadcast_seq", broadcaster_.seq()},
-        {"grant_ends_unrecorded", static_cast<uint64_t>(core_->grant_ends_pending())},
-    };
-    if (captured_status_) {
-      s.captured = captured_status_->entries;
-      s.captured_age_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::steady_clock::now() - captured_status_time_)
-                              .count();
-    }
-    return s;
-  }
-
-  static std::string user_name(uid_t uid) {
-    struct passwd pw {};
-    struct passwd* found = nullptr;
-    char buf[4096];
-    if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr) {
-      return found->pw_name;
-    }
-    return "uid" + std::to_string(uid);
-  }
-
-  static kg::ipc::DoorSequence door_sequence(const kg::policyd::DoorSequenceUpdate& update) {
-    kg::ipc::DoorSequence m;
-    m.door = update.door;
-    m.disabled = update.disabled || update.sequence.empty();
-    if (!m.disabled) m.sequence = update.sequence;
-    return m;
-  }
-
-  void on_message(const kg::ipc::SessionPtr& session, const kg::ipc::Message& message) {
-    if (const auto* event = std::get_if<kg::ipc::KnockEvent>(&message)) {
-      on_knock_event(session, *event);
-    } else if (const auto* sub = std::get_if<kg::ipc::Subscribe>(&message)) {
-      if (session->role() == kg::ipc::Role::captured) {
-        session->close("captured may not subscribe to grants");
-        return;
-      }
-      broadcaster_.subscribe(session, *sub);
-    } else if (const auto* status = std::get_if<kg::ipc::StatusReply>(&message)) {
-      if (session->role() == kg::ipc::Role::captured) {
-        captured_status_ = *status;
-        captured_status_time_ = std::chrono::steady_clock::now();
-        captured_session_ = session->id();
-      }
-    } else if (const auto* request = std::get_if<kg::ipc::StatusRequest>(&message)) {
-      kg::ipc::StatusReply reply;
-      reply.request_id = request->request_id;
-      reply.entries = {
-          {"program", std::string(kProgram)},
-          {"version", std::string(KG_SOFTWARE_VERSION)},
-          {"doors", static_cast<uint64_t>(config_.doors.size())},
-          {"pending_stops", static_cast<uint64_t>(core_->scheduled_stop_count())},
-          {"running_commands", static_cast<uint64_t>(core_->running_commands())},
-          {"sessions", static_cast<uint64_t>(server_->session_count())},
-          {"events_handled", events_handled_},
-      };
-      session->send(reply);
-    } else if (const auto* control = std::get_if<kg::ipc::ControlRequest>(&message)) {
-      kg::policyd::Caller caller;
-      caller.role = session->role();
-      caller.user = user_name(session->peer().uid);
-      kg::ipc::ControlReply reply = control_->handle(caller, *control);
-      if (args_.verbose) {
-        kg::log::info(session->describe() + ": " + control->command + " -> exit " +
-                      std::to_string(reply.exit_code));
-      }
-      if (!session->send(reply) && session->is_open()) {
-        kg::ipc::ControlReply too_big;
-        too_big.request_id = control->request_id;
-        too_big.exit_code = kg::policyd::exit_code::error;
-        too_big.err = "the reply (" + std::to_string(reply.out.size()) +
-                      " bytes) does not fit the frame limit you announced; use filters\n";
-        session->send(too_big);
-      }
-    } else {
-      session->close(std::string("unexpected ") + kg::ipc::message_name(message));
-    }
-  }
-
-  void on_knock_event(const kg::ipc::SessionPtr& session, const kg::ipc::KnockEvent& event) {
-    if (session->role() != kg::ipc::Role::captured) {
-      session->close("KnockEvent from a peer that is not captured");
-      return;
-    }
-    kg::policyd::KnockEventData data;
-    data.sender_boot_id = session->hello().boot_id;
-    data.event_id = event.event_id;
-    data.door = event.door;
-    data.source = event.source;
-    data.time_ns = event.time_ns;
-    if (event.method == kg::ipc::KnockMethod::spa) {
-      data.spa = true;
-      if (event.spa) {
-        data.spa_replay_key = event.spa->replay_key;
-        data.spa_summary = "user " + event.spa->user + " access";
-        for (const auto& a : event.spa->access) {
-          data.spa_summary += (a.proto == 6    ? " tcp/"
-                               : a.proto == 17 ? " udp/"
-                               : a.proto == 1  ? " icmp/"
-                                               : " none/") +
-                              std::to_string(a.port);
-        }
-        data.spa_summary += " timeout " + std::to_string(event.spa->timeout_s);
-        data.spa_timeout_s = event.spa->timeout_s;
-      }
-    }
-    auto outcome = core_->handle_knock(data);
-    if (!outcome) {
-      // Not committed, so not acknowledged: closing makes captured reconnect and send
-      // the event again (it keeps unacknowledged events queued).
-      kg::log::error("event " + std::to_string(event.event_id) + " from " + session->describe() +
-                     " not committed: " + outcome.error().message);
-      session->close("database error");
-      return;
-    }
-    ++events_handled_;
-    if (args_.verbose) {
-      kg::log::info("event " + std::to_string(event.event_id) + ": " + event.source.str() + ": " +
-                    event.door + ": " + kg::policyd::knock_outcome_name(*outcome));
-    }
-    // The action is out; now make the commit power-loss durable before captured forgets
-    // the event. Posted, not done here: the grant deltas this event queued go out to
-    // subscribers (verdictd first) when their writes complete on this loop, and must not
-    // wait behind the fdatasync. A burst of events shares one sync: the first one posted
-    // syncs everything committed so far, the rest find nothing unsynced.
-    asio::post(io_, [this, session, id = event.event_id] {
-      core_->sync_now();
-      session->send(kg::ipc::EventAck{id});
-    });
-  }
-
-  Args args_;
-  kg::config::Config config_;
-  kg::policyd::PidFile pid_file_;  // removed when the daemon goes, after everything else
-  asio::io_context io_;
-  asio::signal_set signals_;
-  std::unique_ptr<kg::knocklog::Writer> knocklog_;
-  std::unique_ptr<PolicyCore> core_;
-  std::unique_ptr<kg::ipc::Server> server_;
-  std::unique_ptr<kg::policyd::KernelState> kernel_;
-  std::unique_ptr<KernelInstaller> installer_;
-  std::unique_ptr<asio::posix::stream_descriptor> netlink_;
-  asio::steady_timer status_poll_;
-  kg::policyd::Broadcaster broadcaster_;
-  std::unique_ptr<kg::policyd::Control> control_;
-  std::chrono::steady_clock::time_point started_;
-  std::optional<kg::ipc::StatusReply> captured_status_;
-  std::chrono::steady_clock::time_point captured_status_time_;
-  uint64_t captured_session_ = 0;
-  uint32_t status_request_id_ = 0;
-  uint64_t events_handled_ = 0;
-  int exit_code_ = 0;
-};
+  return kg::policyd::run_kernel_writer(std::move(options), std::move(*parsed.config));
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args args;
+  // The engine: started by the writer as `knockgate-policyd --engine -c FILE [-v|-D]`.
+  const bool engine = argc > 1 && std::strcmp(argv[1], kg::policyd::kEngineFlag) == 0;
+  if (engine) {
+    argv[1] = argv[0];
+    ++argv;
+    --argc;
+  }
+  kg::DaemonOptions args;
   if (auto code = kg::parse_daemon_options(argc, argv, kProgram, kDefaultConfig, usage, args)) {
     return *code;
   }
   kg::log::init(kProgram, args.level());
+  if (engine) return kg::policyd::run_engine(std::move(args), kg::policyd::kEngineChannelFd);
 
   if (args.check_only) {
     std::string out;
@@ -558,14 +105,5 @@ int main(int argc, char** argv) {
     std::fputs(err.c_str(), stderr);
     return code;
   }
-
-  kg::config::ParseResult parsed = kg::config::parse_file(args.config_path);
-  if (!parsed.config) {
-    for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
-    return 1;
-  }
-  // The database, its WAL and the log file are for root and the admin group only.
-  ::umask(027);
-  Daemon daemon(std::move(args), std::move(*parsed.config));
-  return daemon.run();
+  return run_writer(std::move(args));
 }

@@ -348,6 +348,8 @@ void PolicyCore::run_start_command(const DoorActions& door, const IpAddr& source
 
   CommandRunner::Job job;
   job.command = command;
+  job.door = door_name;
+  job.source = source;
   job.on_start = [this, door_name, src, key, command](Result<pid_t> pid) {
     if (pid) {
       audit_later(audit_kind::command_run, door_name, src,
@@ -362,11 +364,11 @@ void PolicyCore::run_start_command(const DoorActions& door, const IpAddr& source
     report_exit(door_name, src, status);
     start_finished(key);
   };
-  switch (runner_.submit(std::move(job))) {
+  switch (executor_->submit(std::move(job))) {
     case CommandRunner::Submitted::started:
       break;
     case CommandRunner::Submitted::queued:
-      kg::log::warn(door_name + ": " + std::to_string(runner_.running()) +
+      kg::log::warn(door_name + ": " + std::to_string(executor_->running()) +
                     " commands running; start command for " + src + " queued");
       break;
     case CommandRunner::Submitted::rejected:
@@ -485,6 +487,9 @@ void PolicyCore::fire_stop(int64_t id) {
   log_.write(knocklog::running_command(door, command));
   CommandRunner::Job job;
   job.command = command;
+  job.door = door;
+  job.stop = true;
+  job.source = IpAddr::parse(source).value_or(IpAddr{});
   job.on_start = [this, id, door, source, command](Result<pid_t> pid) {
     if (!pid) {
       // Keep the row: retry soon, and at the next start if we die meanwhile.
@@ -531,7 +536,7 @@ void PolicyCore::fire_stop(int64_t id) {
   job.on_exit = [this, door, source](const ExitStatus& status) {
     report_exit(door, source, status);
   };
-  (void)runner_.submit(std::move(job), /*limited=*/false);
+  (void)executor_->submit(std::move(job), /*limited=*/false);
 }
 
 std::string sequence_text(const std::vector<Knock>& sequence) {

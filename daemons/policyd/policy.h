@@ -27,6 +27,7 @@
 #include "config/one_time.h"
 #include "ipc/messages.h"
 #include "policyd/command_runner.h"
+#include "policyd/grant_install.h"
 #include "policyd/revocation_journal.h"
 #include "policyd/store.h"
 
@@ -53,15 +54,6 @@ struct GrantProfile {
   uint32_t fwmark = 0;  // 0/0 when the profile has no mark
   uint32_t fwmark_mask = 0;
   friend bool operator==(const GrantProfile&, const GrantProfile&) = default;
-};
-
-// An active grant as the kernel needs it; the kernel layer's own InstalledGrant is kept
-// apart so the kernel code and this one can change without a shared header.
-struct GrantInstall {
-  uint64_t id = 0;
-  IpAddr source;
-  std::string profile;
-  int64_t expires_ns = 0;  // CLOCK_REALTIME ns
 };
 
 // Kernel effects of grants. Production: KernelState (set elements with timeouts);
@@ -175,6 +167,10 @@ class PolicyCore {
   // removed"); grants of profiles whose mark changed are broadcast again (remove + add).
   void set_profiles(std::vector<GrantProfile> profiles);
   void set_installer(GrantInstaller* installer) { installer_ = installer; }
+  // Where the doors' commands run; without this call, the in-process CommandRunner.
+  void set_command_executor(CommandExecutor* executor) {
+    executor_ = executor != nullptr ? executor : &runner_;
+  }
   void set_observer(GrantObserver* observer) { observer_ = observer; }
   // How long verdictd may hold a SYN whose grant is pending.
   void set_pending_hold(std::chrono::milliseconds hold) { pending_hold_ = hold; }
@@ -246,7 +242,7 @@ class PolicyCore {
 
   Store& store() { return *store_; }
   size_t scheduled_stop_count() const { return scheduled_.size(); }
-  size_t running_commands() const { return runner_.running(); }
+  size_t running_commands() const { return executor_->running(); }
 
  private:
   using SteadyTime = std::chrono::steady_clock::time_point;
@@ -371,6 +367,7 @@ class PolicyCore {
   std::unique_ptr<Store> store_;
   std::vector<DoorActions> doors_;
   CommandRunner runner_;
+  CommandExecutor* executor_ = &runner_;
   boost::asio::steady_timer timer_;
   std::map<int64_t, Scheduled> scheduled_;            // pending_stop id → schedule
   std::set<std::pair<SteadyTime, int64_t>> by_wake_;  // (wake, id), earliest first

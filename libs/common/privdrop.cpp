@@ -2,7 +2,9 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <linux/capability.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -57,6 +59,37 @@ Result<Ok> drop_privileges(const Credentials& to) {
   if (caps->effective != 0 || caps->permitted != 0 || caps->inheritable != 0 ||
       caps->ambient != 0) {
     return Error{"capabilities left after the drop"};
+  }
+  return Ok{};
+}
+
+Result<Ok> keep_only_capabilities(std::initializer_list<int> keep) {
+  uint64_t mask = 0;
+  for (int cap : keep) mask |= uint64_t{1} << cap;
+  // The bounding set first (dropping from it needs CAP_SETPCAP, which goes last): what a
+  // child executes can then never hold more than `keep`, not even as root.
+  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap) {
+    if ((mask & (uint64_t{1} << cap)) != 0) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) {
+      return Error{errno_text("PR_CAPBSET_DROP")};
+    }
+  }
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) {
+    return Error{errno_text("PR_CAP_AMBIENT_CLEAR_ALL")};
+  }
+  __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};
+  for (int i = 0; i < 2; ++i) {
+    const auto word = static_cast<uint32_t>(mask >> (32 * i));
+    data[i].effective = word;
+    data[i].permitted = word;
+    data[i].inheritable = 0;
+  }
+  if (::syscall(SYS_capset, &header, data) != 0) return Error{errno_text("capset")};
+  auto caps = read_capabilities();
+  if (!caps) return caps.error();
+  if ((caps->permitted & ~mask) != 0 || (caps->effective & ~mask) != 0) {
+    return Error{"capabilities beyond the kept ones remain"};
   }
   return Ok{};
 }

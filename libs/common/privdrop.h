@@ -2,6 +2,7 @@
 // no capabilities (effective, permitted, inheritable, ambient) and no way back.
 #pragma once
 
+#include <initializer_list>
 #include <string>
 
 #include "common/result.h"
@@ -20,6 +21,11 @@ Result<Credentials> lookup_user(const std::string& name);
 // every capability set is empty and that setuid(0) fails. Any failure is an error: a
 // daemon that cannot drop must not go on.
 Result<Ok> drop_privileges(const Credentials& to);
+
+// For a process that stays uid 0 with a few capabilities (policyd's kernel writer): the
+// bounding set, permitted and effective become exactly `keep` (CAP_* numbers), the
+// inheritable and ambient sets empty. Verified with /proc/self/status.
+Result<Ok> keep_only_capabilities(std::initializer_list<int> keep);
 
 // The capability sets of this process as /proc/self/status reports them (CapEff etc.).
 struct CapabilitySets {

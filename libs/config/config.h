@@ -156,6 +156,9 @@ struct Options {
   std::string runtime_dir = "/run/knockgate";
   uint32_t max_tracked_sources = 65536;
   std::string capture_user = "knockgate";
+  // policyd's engine (grants, database, sockets) runs as this user; its kernel writer
+  // stays root.
+  std::string policy_user = "knockgate-policy";
   std::string admin_group = "knockgate-admin";
   // NFQUEUE numbers the gate sends NEW flows to (verdictd binds them all; more than one
   // spreads flows over queues by CPU). `VerdictQueue = 0` or `VerdictQueue = 0-3`.

@@ -45,7 +45,7 @@ snapshot before
 printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod 0755 /usr/sbin/policy-rc.d
 dpkg -i /kgtest/deb1/knockgate_*.deb
 dpkg-query -W -f='${Version}\n' knockgate >"$out/installed.version"
-for a in knockgate knockgate-verdict knockgate-web; do getent passwd "$a"; done >"$out/users"
+for a in knockgate knockgate-policy knockgate-verdict knockgate-web; do getent passwd "$a"; done >"$out/users"
 getent group knockgate-admin >>"$out/users"
 stat -c '%a %U %G' /var/lib/knockgate >"$out/statedir"
 ls -1 /etc/systemd/system/multi-user.target.wants/ >"$out/enabled" 2>&1 || true
@@ -184,9 +184,10 @@ exec chroot "$w/merged" /bin/sh /kgtest/steps.sh
         self.assertEqual(c.get("done"), "ok\n")
         self.assertTrue(c["installed.version"].endswith("-1\n"))
         self.assertTrue(c["upgraded.version"].endswith("-2\n"))
-        for account in ("knockgate:", "knockgate-verdict:", "knockgate-web:", "knockgate-admin:"):
+        for account in ("knockgate:", "knockgate-policy:", "knockgate-verdict:", "knockgate-web:",
+                        "knockgate-admin:"):
             self.assertIn("\n" + account, "\n" + c["users"])
-        self.assertEqual(c["statedir"], "750 root root\n")
+        self.assertEqual(c["statedir"], "750 knockgate-policy knockgate-policy\n")
         self.assertIn("knockgate.target", c["enabled"])
         self.assertIn("ssh-only", c["check-config"])  # the normalised config: it parsed
         self.assertEqual(c["conffile-tail"], "# admin edit\n")

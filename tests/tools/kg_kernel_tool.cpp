@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "config/config.h"
-#include "policyd/kernel_state.h"
+#include "policyd/kernel/kernel_state.h"
 
 namespace {
 
@@ -36,7 +36,7 @@ void on_usr1(int) {
   g_again = 1;
 }
 
-using kg::policyd::InstalledGrant;
+using kg::policyd::GrantInstall;
 using kg::policyd::KernelState;
 
 int64_t now_ns() {
@@ -45,7 +45,7 @@ int64_t now_ns() {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-bool read_grants(const std::string& path, std::vector<InstalledGrant>& out) {
+bool read_grants(const std::string& path, std::vector<GrantInstall>& out) {
   std::ifstream in(path);
   if (!in) {
     std::fprintf(stderr, "cannot read %s\n", path.c_str());
@@ -55,7 +55,7 @@ bool read_grants(const std::string& path, std::vector<InstalledGrant>& out) {
   while (std::getline(in, line)) {
     if (line.empty() || line[0] == '#') continue;
     std::istringstream ls(line);
-    InstalledGrant g;
+    GrantInstall g;
     std::string addr;
     double seconds = 0;
     if (!(ls >> g.id >> addr >> g.profile >> seconds)) {
@@ -108,7 +108,7 @@ int bench(const kg::config::Config& config, KernelState& ks) {
   std::vector<double> single;
   double cpu_before = cpu_ms();
   for (uint32_t i = 0; i < 1000; ++i) {
-    InstalledGrant g{i + 1, nth_address(i), profile, now_ns() + 3600'000'000'000};
+    GrantInstall g{i + 1, nth_address(i), profile, now_ns() + 3600'000'000'000};
     auto t0 = Clock::now();
     auto r = ks.add_grants(std::span(&g, 1));
     single.push_back(us(Clock::now() - t0));
@@ -124,7 +124,7 @@ int bench(const kg::config::Config& config, KernelState& ks) {
   for (double v : single) slow += v > 2000 ? 1 : 0;
   std::printf("add_grants 1 element: %zu of 1000 calls above 2 ms\n", slow);
 
-  std::vector<InstalledGrant> batch;
+  std::vector<GrantInstall> batch;
   for (uint32_t i = 0; i < 1000; ++i) {
     batch.push_back({i + 1, nth_address(10000 + i), profile, now_ns() + 3600'000'000'000});
   }
@@ -138,7 +138,7 @@ int bench(const kg::config::Config& config, KernelState& ks) {
   if (!rm) return fail(rm.error());
   std::printf("remove_grants batch of 1000: %.1f ms\n", us(Clock::now() - t0) / 1000);
 
-  std::vector<InstalledGrant> many;
+  std::vector<GrantInstall> many;
   for (uint32_t i = 0; i < 100000; ++i) {
     many.push_back({i + 1, nth_address(i), profile, now_ns() + 3600'000'000'000});
   }
@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
   }
   const auto& config = *parsed.config;
   const std::string cmd = argv[2];
-  std::vector<InstalledGrant> grants;
+  std::vector<GrantInstall> grants;
   if ((cmd == "apply" || cmd == "add" || cmd == "remove" || cmd == "watch") &&
       (argc < 4 || !read_grants(argv[3], grants))) {
     return 2;

@@ -2,7 +2,7 @@
 // IPv6, several WAN interfaces, fail-open vs fail-closed, queue ranges, name collisions
 // and the set element commands. The kernel's acceptance of this text is checked by
 // tests/integration/test_kernel_state.py.
-#include "policyd/nft_ruleset.h"
+#include "policyd/kernel/nft_ruleset.h"
 
 #include <gtest/gtest.h>
 
@@ -14,7 +14,7 @@ namespace {
 using kg::IpAddr;
 using kg::policyd::element_add_text;
 using kg::policyd::element_delete_text;
-using kg::policyd::InstalledGrant;
+using kg::policyd::GrantInstall;
 using kg::policyd::QueueMode;
 using kg::policyd::ruleset_text;
 
@@ -323,7 +323,7 @@ TEST(NftRuleset, GatewayInputPolicy) {
 
 TEST(NftRuleset, ElementAdd) {
   auto c = shipped();
-  std::vector<InstalledGrant> g{
+  std::vector<GrantInstall> g{
       {1, *IpAddr::parse("203.0.113.10"), "ssh-only", kNow + 60 * kSecond},
       {2, *IpAddr::parse("2001:db8:1::10"), "ssh-only", kNow + kSecond + 1},
       {3, *IpAddr::parse("203.0.113.11"), "ssh-only", kNow - kSecond},        // expired
@@ -345,7 +345,7 @@ TEST(NftRuleset, ElementAdd) {
   auto none = element_add_text(c, std::span(g).subspan(2, 1), kNow, true);
   ASSERT_TRUE(none.ok());
   EXPECT_EQ(*none, "");
-  std::vector<InstalledGrant> unknown{{9, *IpAddr::parse("203.0.113.10"), "nope", kNow + kSecond}};
+  std::vector<GrantInstall> unknown{{9, *IpAddr::parse("203.0.113.10"), "nope", kNow + kSecond}};
   auto bad = element_add_text(c, unknown, kNow, false);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("grant 9: no profile \"nope\""), std::string::npos);
@@ -353,7 +353,7 @@ TEST(NftRuleset, ElementAdd) {
 
 TEST(NftRuleset, ElementDeleteNeverFailsOnAbsentElements) {
   auto c = shipped();
-  std::vector<InstalledGrant> g{
+  std::vector<GrantInstall> g{
       {1, *IpAddr::parse("203.0.113.10"), "ssh-only", kNow - kSecond},
       {2, *IpAddr::parse("203.0.113.12"), "ssh-only", kNow + kSecond},
   };

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "policyd/routing.h"
+#include "policyd/kernel/routing.h"
 
 namespace {
 

@@ -140,8 +140,12 @@ TEST(SeccompProfiles, WebdMakesOnlyUnixSocketsAndNeverExecs) {
   expect_no_exec_and_unix_only(kg::webd::seccomp_profile());
 }
 
-TEST(SeccompProfiles, PolicydRunsCommandsButCannotChangeTheKernelItself) {
-  const Profile p = kg::policyd::seccomp_profile();
+TEST(SeccompProfiles, PolicydEngineMakesOnlyUnixSocketsAndNeverExecs) {
+  expect_no_exec_and_unix_only(kg::policyd::engine_seccomp_profile());
+}
+
+TEST(SeccompProfiles, PolicydWriterRunsCommandsButCannotChangeTheKernelItself) {
+  const Profile p = kg::policyd::writer_seccomp_profile();
   EXPECT_EQ(in_child(p, [] { return try_socket(AF_NETLINK, SOCK_RAW); }), 0);
   EXPECT_EQ(in_child(p, [] { return try_socket(AF_INET6, SOCK_DGRAM); }), 0);
   EXPECT_EQ(in_child(p, [] { return try_socket(AF_PACKET, SOCK_RAW); }), EPERM);

@@ -1,4 +1,4 @@
-#include "policyd/routing.h"
+#include "policyd/kernel/routing.h"
 
 #include <linux/fib_rules.h>
 #include <linux/netlink.h>

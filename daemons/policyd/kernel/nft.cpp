@@ -1,4 +1,4 @@
-#include "policyd/nft.h"
+#include "policyd/kernel/nft.h"
 
 #include <nftables/libnftables.h>
 

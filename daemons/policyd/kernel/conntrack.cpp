@@ -1,4 +1,4 @@
-#include "policyd/conntrack.h"
+#include "policyd/kernel/conntrack.h"
 
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
 #include <netinet/in.h>

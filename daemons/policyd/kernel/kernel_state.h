@@ -12,8 +12,8 @@
 
 #include "common/result.h"
 #include "config/config.h"
-#include "policyd/installed_grant.h"
-#include "policyd/nft_ruleset.h"
+#include "policyd/grant_install.h"
+#include "policyd/kernel/nft_ruleset.h"
 
 namespace kg::policyd {
 
@@ -46,13 +46,13 @@ class KernelState {
   // stale rules, routes and elements. An error lists every object that failed (the rest is
   // installed) with the kernel's reason.
   Result<ReconcileReport> reconcile(const config::Config& config,
-                                    std::span<const InstalledGrant> grants);
+                                    std::span<const GrantInstall> grants);
   // One nft transaction; an existing element gets the new timeout (extend).
-  Result<Ok> add_grants(std::span<const InstalledGrant> grants);
+  Result<Ok> add_grants(std::span<const GrantInstall> grants);
   // Elements removed (already expired ones are fine); for profiles with `revoke = all` the
   // source's conntrack entries of that profile (ct mark & mask) are deleted too. Returns
   // how many conntrack entries went.
-  Result<size_t> remove_grants(std::span<const InstalledGrant> grants);
+  Result<size_t> remove_grants(std::span<const GrantInstall> grants);
   // Clean stop: deletes table inet knockgate and our tagged ip rules and routes.
   Result<Ok> remove_all();
 

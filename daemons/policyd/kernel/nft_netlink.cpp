@@ -1,4 +1,4 @@
-#include "policyd/nft_netlink.h"
+#include "policyd/kernel/nft_netlink.h"
 
 #include <libmnl/libmnl.h>
 #include <libnftnl/batch.h>

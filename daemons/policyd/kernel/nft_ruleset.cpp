@@ -1,4 +1,4 @@
-#include "policyd/nft_ruleset.h"
+#include "policyd/kernel/nft_ruleset.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -423,7 +423,7 @@ struct Element {
 
 // The grants as set elements, ordered by set and address, one per (set, address) with the
 // latest expiry.
-Result<std::vector<Element>> group(const Config& config, std::span<const InstalledGrant> grants) {
+Result<std::vector<Element>> group(const Config& config, std::span<const GrantInstall> grants) {
   std::vector<Element> out;
   out.reserve(grants.size());
   for (const auto& g : grants) {
@@ -467,7 +467,7 @@ std::string per_set(const std::vector<Element>& elems, const char* verb, F item)
 
 }  // namespace
 
-Result<std::string> element_add_text(const Config& config, std::span<const InstalledGrant> grants,
+Result<std::string> element_add_text(const Config& config, std::span<const GrantInstall> grants,
                                      int64_t now_ns, bool refresh) {
   auto grouped = group(config, grants);
   if (!grouped) return grouped.error();
@@ -491,7 +491,7 @@ Result<std::string> element_add_text(const Config& config, std::span<const Insta
 }
 
 Result<std::string> element_delete_text(const Config& config,
-                                        std::span<const InstalledGrant> grants) {
+                                        std::span<const GrantInstall> grants) {
   auto grouped = group(config, grants);
   if (!grouped) return grouped.error();
   // `add` first so that `delete` cannot fail on an element that already timed out: the

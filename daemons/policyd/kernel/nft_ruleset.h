@@ -11,7 +11,7 @@
 
 #include "common/result.h"
 #include "config/config.h"
-#include "policyd/installed_grant.h"
+#include "policyd/grant_install.h"
 
 namespace kg::policyd {
 
@@ -51,10 +51,10 @@ std::string queue_statement(const config::Options& options);
 // profile the config does not have is an error. Several grants for one source and profile:
 // the latest expiry wins. Empty text when there is nothing to do.
 Result<std::string> element_add_text(const config::Config& config,
-                                     std::span<const InstalledGrant> grants, int64_t now_ns,
+                                     std::span<const GrantInstall> grants, int64_t now_ns,
                                      bool refresh);
 // Commands that leave the grants' elements absent, whether they exist or already timed out.
 Result<std::string> element_delete_text(const config::Config& config,
-                                        std::span<const InstalledGrant> grants);
+                                        std::span<const GrantInstall> grants);
 
 }  // namespace kg::policyd

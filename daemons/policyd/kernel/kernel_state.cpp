@@ -1,4 +1,4 @@
-#include "policyd/kernel_state.h"
+#include "policyd/kernel/kernel_state.h"
 
 #include <time.h>
 
@@ -8,10 +8,10 @@
 #include <utility>
 #include <vector>
 
-#include "policyd/conntrack.h"
-#include "policyd/nft.h"
-#include "policyd/nft_netlink.h"
-#include "policyd/routing.h"
+#include "policyd/kernel/conntrack.h"
+#include "policyd/kernel/nft.h"
+#include "policyd/kernel/nft_netlink.h"
+#include "policyd/kernel/routing.h"
 
 namespace kg::policyd {
 namespace {
@@ -92,7 +92,7 @@ Result<std::unique_ptr<KernelState>> KernelState::open(const config::Config& con
 KernelState::~KernelState() = default;
 
 Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
-                                               std::span<const InstalledGrant> grants) {
+                                               std::span<const GrantInstall> grants) {
   if (auto ids = check_identifiers(config); !ids) return ids.error();
   config_ = config;
   ReconcileReport report;
@@ -112,7 +112,7 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
   auto set_of = [](uint32_t profile, Family f) { return profile * 2 + (f == Family::v6 ? 1 : 0); };
 
   // What the kernel should have: every live grant, the latest expiry per source and set.
-  std::unordered_map<SetElementKey, const InstalledGrant*, SetElementHash> want;
+  std::unordered_map<SetElementKey, const GrantInstall*, SetElementHash> want;
   want.reserve(grants.size());
   for (const auto& g : grants) {
     auto p = profile_index.find(g.profile);
@@ -125,7 +125,7 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
     if (!fresh && g.expires_ns > it->second->expires_ns) it->second = &g;
   }
 
-  std::vector<InstalledGrant> to_add, to_remove;
+  std::vector<GrantInstall> to_add, to_remove;
   if (replace) {
     // The table is replaced with every live grant in one transaction: no need to read the
     // old elements (a 100 000-element dump costs about a second); the counts say what was
@@ -160,7 +160,7 @@ Result<ReconcileReport> KernelState::reconcile(const config::Config& config,
     for (const auto& [k, ms] : have) {
       if (want.count(k)) continue;
       ++report.elements_removed;
-      to_remove.push_back(InstalledGrant{0, k.addr, config.profiles[k.set / 2].name, 0});
+      to_remove.push_back(GrantInstall{0, k.addr, config.profiles[k.set / 2].name, 0});
     }
   }
 
@@ -226,7 +226,7 @@ Result<ReconcileReport> KernelState::reconcile_host_mode(const config::Config& c
   return reconcile_routing(config, report);
 }
 
-Result<Ok> KernelState::add_grants(std::span<const InstalledGrant> grants) {
+Result<Ok> KernelState::add_grants(std::span<const GrantInstall> grants) {
   auto text = element_add_text(config_, grants, realtime_ns(), /*refresh=*/true);
   if (!text) return text.error();
   if (text->empty()) return Ok{};
@@ -235,7 +235,7 @@ Result<Ok> KernelState::add_grants(std::span<const InstalledGrant> grants) {
   return Ok{};
 }
 
-Result<size_t> KernelState::remove_grants(std::span<const InstalledGrant> grants) {
+Result<size_t> KernelState::remove_grants(std::span<const GrantInstall> grants) {
   auto text = element_delete_text(config_, grants);
   if (!text) return text.error();
   if (!text->empty()) {
