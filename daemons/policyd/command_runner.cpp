@@ -3,7 +3,9 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <grp.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -41,7 +43,45 @@ Error spawn_error(const char* what, int rc) {
 
 }  // namespace
 
-Result<pid_t> CommandRunner::spawn_shell(const std::string& command) {
+namespace {
+
+// The same child as posix_spawn makes below, but with a change of user before the exec,
+// which posix_spawn cannot do. Between fork and exec only async-signal-safe calls.
+Result<pid_t> fork_shell_as(char* const argv[], char* const envp[], const CommandRunner::RunAs& as) {
+  const pid_t pid = ::fork();
+  if (pid < 0) return Error{std::string("fork: ") + std::strerror(errno)};
+  if (pid > 0) return pid;
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  ::setsid();
+  const int null_fd = ::open("/dev/null", O_RDONLY);
+  if (null_fd < 0 || ::dup2(null_fd, STDIN_FILENO) < 0) ::_exit(126);
+  ::close_range(3, ~0U, 0);
+  if (::chdir("/") != 0) ::_exit(126);
+  if (::setgroups(as.groups.size(), as.groups.data()) != 0 ||
+      ::setresgid(as.gid, as.gid, as.gid) != 0 || ::setresuid(as.uid, as.uid, as.uid) != 0) {
+    ::_exit(126);
+  }
+  ::execve("/bin/sh", argv, envp);
+  ::_exit(127);
+}
+
+}  // namespace
+
+Result<pid_t> CommandRunner::spawn_shell(const std::string& command, const RunAs* as) {
+  if (as != nullptr) {
+    std::string arg0 = "sh";
+    std::string arg1 = "-c";
+    std::string arg2 = command;
+    char* argv[] = {arg0.data(), arg1.data(), arg2.data(), nullptr};
+    std::string path = kCommandPath;
+    char* envp[] = {path.data(), nullptr};
+    return fork_shell_as(argv, envp, *as);
+  }
   SpawnAttr attr;
   if (attr.rc != 0) return spawn_error("posix_spawnattr_init", attr.rc);
   // The daemon's handlers (asio's) and mask must not leak into the admin's command.
@@ -148,7 +188,7 @@ CommandRunner::Submitted CommandRunner::submit(Job job, bool limited) {
 }
 
 void CommandRunner::start(Job job, bool limited) {
-  auto pid = spawn_shell(job.command);
+  auto pid = spawn_shell(job.command, run_as_ ? &*run_as_ : nullptr);
   if (!pid) {
     if (job.on_start) job.on_start(pid.error());
     return;

@@ -7,6 +7,9 @@
 
 #include <sys/types.h>
 
+#include <optional>
+#include <vector>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstddef>
@@ -43,8 +46,17 @@ class CommandRunner final : public CommandExecutor {
   size_t running() const override { return children_.size(); }
   size_t queued() const { return queue_.size(); }
 
-  // Spawns one `/bin/sh -c command` child as described above; exposed for tests.
-  static Result<pid_t> spawn_shell(const std::string& command);
+  // Who the commands run as when not as this process's user (`CommandUser`).
+  struct RunAs {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;  // supplementary groups, looked up once
+  };
+  void set_run_as(std::optional<RunAs> who) { run_as_ = std::move(who); }
+
+  // Spawns one `/bin/sh -c command` child as described above, as `as` when given;
+  // exposed for tests.
+  static Result<pid_t> spawn_shell(const std::string& command, const RunAs* as = nullptr);
 
  private:
   struct Child {
@@ -62,6 +74,7 @@ class CommandRunner final : public CommandExecutor {
   size_t limited_running_ = 0;
   std::map<pid_t, Child> children_;
   std::deque<Job> queue_;
+  std::optional<RunAs> run_as_;
   std::shared_ptr<int> alive_;  // handlers hold a weak_ptr: no use after destruction
 };
 

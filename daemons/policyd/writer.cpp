@@ -1,6 +1,7 @@
 #include "policyd/writer.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <linux/capability.h>
 #include <signal.h>
@@ -52,6 +53,24 @@ constexpr std::initializer_list<int> kWriterCapabilities = {
 // Limits of the admin's commands, as knockgate-policyd always had them.
 constexpr size_t kMaxRunningCommands = 32;
 constexpr size_t kMaxQueuedCommands = 1024;
+
+// CommandUser: nullopt for root (unset), else the user with its groups.
+Result<std::optional<CommandRunner::RunAs>> command_user(const std::string& name) {
+  if (name.empty()) return std::optional<CommandRunner::RunAs>();
+  auto creds = lookup_user(name);
+  if (!creds) return Error{"CommandUser " + name + ": " + creds.error().message};
+  CommandRunner::RunAs as;
+  as.uid = static_cast<uid_t>(creds->uid);
+  as.gid = static_cast<gid_t>(creds->gid);
+  int count = 64;
+  as.groups.resize(static_cast<size_t>(count));
+  if (::getgrouplist(name.c_str(), as.gid, as.groups.data(), &count) < 0) {
+    as.groups.resize(static_cast<size_t>(count));
+    ::getgrouplist(name.c_str(), as.gid, as.groups.data(), &count);
+  }
+  as.groups.resize(static_cast<size_t>(count));
+  return std::optional<CommandRunner::RunAs>(std::move(as));
+}
 
 class KernelWriter {
  public:
@@ -116,6 +135,12 @@ int KernelWriter::run() {
   if (auto owned = hand_state_to_engine(config_); !owned) {
     log::error(owned.error().message);
     return 1;
+  }
+  if (auto as = command_user(config_.options.command_user); !as) {
+    log::error(as.error().message);
+    return 1;
+  } else {
+    runner_.set_run_as(std::move(*as));
   }
   if (auto kept = keep_only_capabilities(kWriterCapabilities); !kept) {
     log::error("kernel writer: " + kept.error().message);

@@ -159,6 +159,8 @@ struct Options {
   // policyd's engine (grants, database, sockets) runs as this user; its kernel writer
   // stays root.
   std::string policy_user = "knockgate-policy";
+  // The doors' knockd-style commands run as this user; empty: root, as knockd.
+  std::string command_user;
   std::string admin_group = "knockgate-admin";
   // NFQUEUE numbers the gate sends NEW flows to (verdictd binds them all; more than one
   // spreads flows over queues by CPU). `VerdictQueue = 0` or `VerdictQueue = 0-3`.

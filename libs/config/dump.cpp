@@ -36,6 +36,7 @@ std::string dump(const Config& config, Secrets secrets) {
   put(out, "MaxTrackedSources", std::to_string(o.max_tracked_sources));
   put(out, "CaptureUser", o.capture_user);
   put(out, "PolicyUser", o.policy_user);
+  if (!o.command_user.empty()) put(out, "CommandUser", o.command_user);
   put(out, "AdminGroup", o.admin_group);
   put(out, "VerdictQueue",
       o.verdict_queue_count == 1

@@ -161,6 +161,7 @@ class Parser {
   void on_max_tracked_sources(const Directive& d);
   void on_capture_user(const Directive& d);
   void on_policy_user(const Directive& d);
+  void on_command_user(const Directive& d);
   void on_admin_group(const Directive& d);
   void on_verdict_queue(const Directive& d);
   void on_verdict_fail_open(const Directive& d);
@@ -223,6 +224,7 @@ const Parser::KeyInfo* Parser::find_key(std::string_view lowered) {
       {"maxtrackedsources", "", Section::options, &Parser::on_max_tracked_sources},
       {"captureuser", "", Section::options, &Parser::on_capture_user},
       {"policyuser", "", Section::options, &Parser::on_policy_user},
+      {"commanduser", "", Section::options, &Parser::on_command_user},
       {"admingroup", "", Section::options, &Parser::on_admin_group},
       {"verdictqueue", "", Section::options, &Parser::on_verdict_queue},
       {"verdictfailopen", "", Section::options, &Parser::on_verdict_fail_open},
@@ -483,6 +485,13 @@ void Parser::on_policy_user(const Directive& d) {
     return value_error(d, Error{"\"" + std::string(d.value) + "\" is not a valid user name"});
   }
   config_.options.policy_user = std::string(d.value);
+}
+
+void Parser::on_command_user(const Directive& d) {
+  if (!valid_account_name(d.value)) {
+    return value_error(d, Error{"\"" + std::string(d.value) + "\" is not a valid user name"});
+  }
+  config_.options.command_user = std::string(d.value);
 }
 
 void Parser::on_admin_group(const Directive& d) {

@@ -3,7 +3,7 @@ runs as PolicyUser with no capabilities, NoNewPrivs and its own seccomp filter; 
 writer keeps uid 0 with exactly NET_ADMIN, NET_RAW, KILL, SETUID and SETGID. A compromised
 engine is played by taking the engine's end of the channel (pidfd_getfd) while the engine
 is stopped: requests outside the writer's closed set are refused with a reason and change
-nothing. A door's command runs in the writer (uid 0). A killed engine is restarted by the
+nothing. A door's command runs in the writer (uid 0, or CommandUser). A killed engine is restarted by the
 writer, which reconciles the grants again; a killed writer takes the engine with it."""
 import ctypes
 import json
@@ -258,6 +258,32 @@ class PrivsepTest(unittest.TestCase):
         os.kill(self.writer_pid(), signal.SIGKILL)
         self.wait(lambda: not os.path.exists("/proc/%d" % engine) or
                   status(engine).get("State", "").startswith("Z"), 5, "the engine to end")
+
+    def test_6_command_user_lowers_the_commands(self):
+        self.wait(lambda: not self.policyd.alive(), 5, "the killed writer's exit")
+        with open(self.conf) as f:
+            text = f.read()
+        with open(self.conf, "w") as f:
+            f.write(text.replace("[options]\n", "[options]\n  CommandUser = nobody\n", 1))
+        PrivsepTest.policyd = self.lab.start("gw", [POLICYD, "-c", self.conf, "-v"],
+                                             os.path.join(self.w, "policyd2.out"))
+        self.assertTrue(self.policyd.wait_for_output(r"ready:", 15), self.policyd.output())
+        engine = self.engine_pid()
+        os.kill(engine, signal.SIGSTOP)
+        try:
+            fd = take_fd(engine, 3)
+            with socket.socket(fileno=fd) as s:
+                s.settimeout(5)
+                s.send(run_command(901, "recordUid", False, "198.51.100.10"))
+                reply = self.read_reply(s, 901)
+        finally:
+            os.kill(engine, signal.SIGCONT)
+        self.assertTrue(reply[1], reply)
+        path = os.path.join(self.w, "cmd-198.51.100.10")
+        self.wait(lambda: os.path.exists(path) and open(path).read().strip() != "", 5,
+                  "the door's command")
+        with open(path) as f:
+            self.assertEqual(f.read().strip(), str(pwd.getpwnam("nobody").pw_uid))
 
 
 if __name__ == "__main__":
