@@ -46,7 +46,7 @@ def measure(build, knocks):
         os.chmod(d, 0o755)
         conf = os.path.join(d, "k.conf")
         with open(conf, "w") as f:
-            f.write("[options]\n  Interface = kg-wan\n  WanInterface = kg-wan\n  Database = %s/kg.db\n  RuntimeDir = %s\n"
+            f.write("[options]\n  Interface = kg-wan\n  WanInterface = kg-wan\n  Database = %s/state/kg.db\n  RuntimeDir = %s\n"
                     "  PidFile = %s/policyd.pid\n"
                     "  CaptureUser = nobody\n  VerdictUser = nobody\n"
                     "[profile ssh-only]\n  direction = inbound\n"

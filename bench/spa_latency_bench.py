@@ -113,7 +113,7 @@ def run_knockgate(lab, build, n):
     conf = os.path.join(d, "k.conf")
     fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write("[options]\n  Interface = kg-wan\n  WanInterface = kg-wan\n  Database = %s/kg.db\n  RuntimeDir = %s\n"
+        f.write("[options]\n  Interface = kg-wan\n  WanInterface = kg-wan\n  Database = %s/state/kg.db\n  RuntimeDir = %s\n"
                 "  PidFile = %s/policyd.pid\n"
                 "  CaptureUser = nobody\n"
                 "[profile ssh-only]\n  direction = inbound\n"

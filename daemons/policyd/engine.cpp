@@ -92,8 +92,9 @@ class Engine {
     if (auto dropped = kg::drop_privileges(*user); !dropped) {
       return fail("cannot drop privileges: " + dropped.error().message);
     }
-    // The writer's death ends the engine (credential changes clear this, so after them).
-    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    // The engine never outlives its writer: a crash of the writer ends it as if both had
+    // crashed, and the next start reconciles (credential changes clear this, so after them).
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() == 1) return fail("the kernel writer is gone");
     auto link = kg::policyd::KernelLink::open(io_, channel_fd_, std::chrono::seconds(10));
     if (!link) return fail("kernel writer: " + link.error().message);
