@@ -51,7 +51,7 @@ def main():
         pol.wait_for_output(r"ready", 10)
         cap = lab.start("gw", [b + "/daemons/captured/knockgate-captured", "-c", conf], d + "/c.out")
         cap.wait_for_output(r"connected to policyd", 10)
-        watch = subprocess.Popen(["ip", "netns", "exec", lab.ns("gw"), b + "/daemons/ctl/knockgatectl",
+        watch = subprocess.Popen(["ip", "netns", "exec", lab.ns("gw"), b + "/tools/ctl/knockgatectl",
                                   "-c", conf, "watch"], stdout=subprocess.PIPE, text=True)
         time.sleep(0.5)
         knocker = subprocess.Popen(["ip", "netns", "exec", lab.ns("client"), "python3", "-c",

@@ -1,6 +1,9 @@
 // knockgate-knock's parsing: hits, the command line, client files, one-time sequences,
 // and what a hit puts on the wire (loopback sockets, no namespaces needed).
+#include "knock/knock_client.h"
+
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -12,10 +15,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-
-#include "knock_client.h"
 
 using namespace kg::knockclient;
 using kg::Knock;

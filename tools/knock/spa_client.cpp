@@ -1,4 +1,4 @@
-#include "spa_client.h"
+#include "knock/spa_client.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,7 +11,7 @@
 #include <cstring>
 #include <ctime>
 
-#include "knock_client.h"
+#include "knock/knock_client.h"
 #include "spa/access.h"
 #include "spa/base64.h"
 

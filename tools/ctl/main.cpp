@@ -7,8 +7,8 @@
 #include <string>
 #include <string_view>
 
-#include "commands.h"
 #include "common/log.h"
+#include "ctl/commands.h"
 
 namespace kg::ctl {
 namespace {

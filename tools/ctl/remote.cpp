@@ -8,8 +8,8 @@
 #include <optional>
 #include <string>
 
-#include "commands.h"
 #include "config/config.h"
+#include "ctl/commands.h"
 #include "ipc/client.h"
 #include "ipc/messages.h"
 

@@ -1,4 +1,4 @@
-#include "knock_client.h"
+#include "knock/knock_client.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -73,7 +73,9 @@ std::optional<Proto> parse_proto(std::string_view text) {
   return std::nullopt;
 }
 
-Error err(std::string message) { return Error{std::move(message)}; }
+Error err(std::string message) {
+  return Error{std::move(message)};
+}
 
 // The knockd sequence item: a numeric port, then an optional ":proto".
 Result<Knock> parse_item(std::string_view text, Proto default_proto, bool allow_service) {
@@ -85,8 +87,8 @@ Result<Knock> parse_item(std::string_view text, Proto default_proto, bool allow_
     const std::string_view proto_text = item.substr(colon + 1);
     const auto p = parse_proto(proto_text);
     if (!p) {
-      return err("'" + std::string(item) + "': unknown protocol '" +
-                 std::string(trim(proto_text)) + "' (tcp or udp)");
+      return err("'" + std::string(item) + "': unknown protocol '" + std::string(trim(proto_text)) +
+                 "' (tcp or udp)");
     }
     proto = *p;
   }
@@ -104,8 +106,8 @@ Result<Knock> parse_item(std::string_view text, Proto default_proto, bool allow_
     if (const servent* s = ::getservbyname(name.c_str(), proto_name(proto))) {
       return Knock{proto, ntohs(static_cast<uint16_t>(s->s_port))};
     }
-    return err("'" + std::string(item) + "': not a port number or a known " +
-               proto_name(proto) + " service");
+    return err("'" + std::string(item) + "': not a port number or a known " + proto_name(proto) +
+               " service");
   }
   return err("'" + std::string(item) + "': port must be a number 1-65535");
 }
@@ -123,13 +125,20 @@ Result<Ok> add_tcpflags(std::string_view value, TcpFlagsTest& test) {
     }
     const std::string name = lower(token);
     uint8_t bit = 0;
-    if (name == "fin") bit = tcpflag::fin;
-    else if (name == "syn") bit = tcpflag::syn;
-    else if (name == "rst") bit = tcpflag::rst;
-    else if (name == "psh") bit = tcpflag::psh;
-    else if (name == "ack") bit = tcpflag::ack;
-    else if (name == "urg") bit = tcpflag::urg;
-    else return err("unrecognized flag '" + std::string(token) + "'");
+    if (name == "fin")
+      bit = tcpflag::fin;
+    else if (name == "syn")
+      bit = tcpflag::syn;
+    else if (name == "rst")
+      bit = tcpflag::rst;
+    else if (name == "psh")
+      bit = tcpflag::psh;
+    else if (name == "ack")
+      bit = tcpflag::ack;
+    else if (name == "urg")
+      bit = tcpflag::urg;
+    else
+      return err("unrecognized flag '" + std::string(token) + "'");
     if (must_clear) {
       test.must_clear = static_cast<uint8_t>(test.must_clear | bit);
     } else {
@@ -159,8 +168,8 @@ std::string dir_of(const std::string& path) {
 // Keys of knockd and knockgate doors that only the server uses.
 bool is_server_door_key(const std::string& key) {
   static const char* const keys[] = {
-      "seq_timeout", "timeout", "command", "start_command", "stop_command", "command_6",
-      "start_command_6", "stop_command_6", "cmd_timeout", "grant"};
+      "seq_timeout", "timeout",         "command",        "start_command", "stop_command",
+      "command_6",   "start_command_6", "stop_command_6", "cmd_timeout",   "grant"};
   for (const char* k : keys) {
     if (key == k) return true;
   }
@@ -205,9 +214,11 @@ Result<int> parse_millis(std::string_view text, std::string_view what) {
 
 std::string usage_text(std::string_view program) {
   std::string p(program);
-  return "usage: " + p + " [options] <host> <port[:proto]> [port[:proto]] ...\n" +
-         "       " + p + " [options] -c FILE [-p DOOR] [host]\n"
-         "       " + p + " [options] -p DOOR [host]\n"
+  return "usage: " + p + " [options] <host> <port[:proto]> [port[:proto]] ...\n" + "       " + p +
+         " [options] -c FILE [-p DOOR] [host]\n"
+         "       " +
+         p +
+         " [options] -p DOOR [host]\n"
          "options:\n"
          "  -u, --udp            make all port hits use UDP (default is TCP)\n"
          "  -d, --delay <t>      wait <t> milliseconds after each port hit\n"
@@ -221,7 +232,8 @@ std::string usage_text(std::string_view program) {
          "  -V, --version        display version\n"
          "  -h, --help           this help\n"
          "\n"
-         "example:  " + p + " myserver.example.com 123:tcp 456:udp 789:tcp\n";
+         "example:  " +
+         p + " myserver.example.com 123:tcp 456:udp 789:tcp\n";
 }
 
 Result<Options> parse_command_line(const std::vector<std::string>& args) {
@@ -235,13 +247,11 @@ Result<Options> parse_command_line(const std::vector<std::string>& args) {
     bool has_value;
   };
   static const Spec specs[] = {
-      {'u', "udp", false},   {'d', "delay", true},   {'4', "ipv4", false},
-      {'6', "ipv6", false},  {'v', "verbose", false}, {'V', "version", false},
-      {'h', "help", false},  {'c', "config", true},  {'p', "door", true},
-      {'p', "profile", true}, {'\0', "wait", true}};
+      {'u', "udp", false},     {'d', "delay", true},    {'4', "ipv4", false}, {'6', "ipv6", false},
+      {'v', "verbose", false}, {'V', "version", false}, {'h', "help", false}, {'c', "config", true},
+      {'p', "door", true},     {'p', "profile", true},  {'\0', "wait", true}};
 
-  auto apply = [&](char short_name, const char* long_name,
-                   const std::string& value) -> Result<Ok> {
+  auto apply = [&](char short_name, const char* long_name, const std::string& value) -> Result<Ok> {
     const std::string name = long_name ? long_name : std::string(1, short_name);
     if (name == "udp" || name == "u") {
       o.all_udp = true;
@@ -344,7 +354,8 @@ Result<Options> parse_command_line(const std::vector<std::string>& args) {
     if (positional.size() > 1) {
       return err("with -c or -p the door gives the ports; only a host may follow");
     }
-    if (o.all_udp) return err("-u cannot be used with -c or -p: the door's sequence sets protocols");
+    if (o.all_udp)
+      return err("-u cannot be used with -c or -p: the door's sequence sets protocols");
     if (!positional.empty()) o.host = positional[0];
     return o;
   }
@@ -521,7 +532,9 @@ std::string default_config_path() {
   return std::string(home && *home ? home : ".") + "/.config/knockgate/knock.conf";
 }
 
-bool plain_syn_satisfies(const TcpFlagsTest& test) { return test.matches(tcpflag::syn); }
+bool plain_syn_satisfies(const TcpFlagsTest& test) {
+  return test.matches(tcpflag::syn);
+}
 
 // ---------------------------------------------------------------- one-time sequences
 
@@ -560,15 +573,15 @@ Result<Ok> consume_one_time(const std::string& path, const OneTimePick& pick) {
 
 Result<Target> resolve(const std::string& host, FamilyWanted family) {
   addrinfo hints{};
-  hints.ai_family = family == FamilyWanted::v4 ? AF_INET
+  hints.ai_family = family == FamilyWanted::v4   ? AF_INET
                     : family == FamilyWanted::v6 ? AF_INET6
                                                  : AF_UNSPEC;
   hints.ai_socktype = SOCK_DGRAM;  // one entry per address
   addrinfo* raw = nullptr;
   const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &raw);
   if (rc != 0) {
-    return err("cannot resolve '" + host + "': " +
-               (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc)));
+    return err("cannot resolve '" + host +
+               "': " + (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc)));
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(raw, &::freeaddrinfo);
   for (const addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
@@ -602,8 +615,8 @@ Result<Ok> send_hit(const Target& target, const Knock& hit) {
     reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(hit.port);
   }
   const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
-  const std::string what = std::string(proto_name(hit.proto)) + " " + target.ip.str() + ":" +
-                           std::to_string(hit.port);
+  const std::string what =
+      std::string(proto_name(hit.proto)) + " " + target.ip.str() + ":" + std::to_string(hit.port);
 
   if (hit.proto == Proto::tcp) {
     UniqueFd fd(::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
