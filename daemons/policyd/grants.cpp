@@ -7,7 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "common/log.h"
-#include "policyd/json.h"
+#include "common/json.h"
 #include "policyd/policy.h"
 
 namespace kg::policyd {

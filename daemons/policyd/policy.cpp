@@ -5,7 +5,7 @@
 #include <ctime>
 
 #include "common/log.h"
-#include "policyd/json.h"
+#include "common/json.h"
 
 namespace kg::policyd {
 

@@ -2,6 +2,8 @@
 // command is served by policyd over its control socket (remote.cpp).
 //
 //   knockgatectl [-s SOCKET | -c CONFIG] [-t SECONDS] COMMAND [ARGS...]
+#include <getopt.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -9,38 +11,20 @@
 
 #include "common/log.h"
 #include "ctl/commands.h"
+#include "ipc/control_commands.h"
 
 namespace kg::ctl {
 namespace {
 
-struct Remote {
-  std::string_view name;
-  std::string_view synopsis;
-  std::string_view summary;
-};
-
-constexpr Remote kRemote[] = {
-    {"status", "[--json]", "policyd's and captured's state and counters"},
-    {"grants", "[--source A] [--profile P] [--all] [--json]", "list grants (active unless --all)"},
-    {"grant", "SOURCE PROFILE [--for DURATION] [--json]", "grant SOURCE the profile (or extend)"},
-    {"grant-many", "PROFILE SOURCE... [--for D] [--json]", "many grants in one transaction"},
-    {"extend", "ID [--for DURATION] [--json]", "extend an active grant (up to its maximum)"},
-    {"revoke", "ID|SOURCE [--json]", "revoke a grant, or every grant of a source"},
-    {"audit", "[--since T] [--until T] [--source A] [--kind K] [--limit N] [--before ID] [--json]",
-     "the audit log, newest first"},
-    {"profiles", "[--json]", "the configured exposure profiles"},
-    {"doors", "[--json]", "the configured doors"},
-    {"reload", "[--json]", "make policyd re-read its configuration"},
-};
-
-void print_usage(std::FILE* to) {
+int print_table_usage(std::FILE* to) {
   (void)std::fputs(
       "usage: knockgatectl [-s SOCKET | -c CONFIG] [-t SECONDS] COMMAND [ARGS...]\n"
       "       knockgatectl --help | --version\n\ncommands:\n",
       to);
   (void)std::fprintf(to, "  %-24s %s\n", "check-config FILE",
                      "check a knockgate.conf and print it normalised (local)");
-  for (const auto& c : kRemote) {
+  for (const auto& c : ipc::control::commands()) {
+    if ((c.roles & ipc::control::kCtl) == 0) continue;
     (void)std::fprintf(to, "  %-.*s %.*s\n      %.*s\n", static_cast<int>(c.name.size()),
                        c.name.data(), static_cast<int>(c.synopsis.size()), c.synopsis.data(),
                        static_cast<int>(c.summary.size()), c.summary.data());
@@ -55,43 +39,78 @@ void print_usage(std::FILE* to) {
       "-t SECONDS how long to wait for policyd's answer (default 30)\n"
       "exit: 0 ok, 1 error, 2 usage, 3 not found, 4 permission denied. See knockgatectl(8).\n",
       to);
+  return 0;
+}
+
+enum class Early { run, help, version, usage, refused };
+
+// The options before COMMAND. getopt stops at the first word that is not an option ('+'),
+// so the command's own options stay the command's.
+Early parse_global(int argc, char** argv, GlobalOptions& global) {
+  static const option long_options[] = {
+      {"help", no_argument, nullptr, 'h'},
+      {"version", no_argument, nullptr, 'V'},
+      {nullptr, 0, nullptr, 0},
+  };
+  optind = 1;
+  opterr = 0;  // our own messages, in knockgatectl's words
+  int c = 0;
+  while ((c = getopt_long(argc, argv, "+:s:c:t:hV", long_options, nullptr)) != -1) {
+    switch (c) {
+      case 's':
+        global.socket = optarg;
+        break;
+      case 'c':
+        global.config = optarg;
+        break;
+      case 't': {
+        auto t = ipc::control::parse_number("-t", optarg, 1, 3600);
+        if (!t) {
+          (void)std::fputs("knockgatectl: -t needs 1..3600 seconds\n", stderr);
+          return Early::refused;
+        }
+        global.timeout_s = static_cast<int>(*t);
+        break;
+      }
+      case 'h':
+        return Early::help;
+      case 'V':
+        return Early::version;
+      case ':':
+        (void)std::fprintf(stderr, "knockgatectl: option '-%c' needs a value\n", optopt);
+        return Early::refused;
+      default:
+        if (optopt != 0) {
+          (void)std::fprintf(stderr, "knockgatectl: unknown option '-%c'\n", optopt);
+        } else {
+          (void)std::fprintf(stderr, "knockgatectl: unknown option '%s'\n", argv[optind - 1]);
+        }
+        return Early::refused;
+    }
+  }
+  return optind < argc ? Early::run : Early::usage;
 }
 
 int dispatch(int argc, char** argv) {
   GlobalOptions global;
-  int i = 1;
-  for (; i < argc; ++i) {
-    const std::string_view a = argv[i];
-    if ((a == "-s" || a == "-c" || a == "-t") && i + 1 < argc) {
-      const std::string value = argv[++i];
-      if (a == "-s") global.socket = value;
-      if (a == "-c") global.config = value;
-      if (a == "-t") {
-        char* end = nullptr;
-        const long t = std::strtol(value.c_str(), &end, 10);
-        if (*end != '\0' || t <= 0 || t > 3600) {
-          (void)std::fputs("knockgatectl: -t needs 1..3600 seconds\n", stderr);
-          return kExitUsage;
-        }
-        global.timeout_s = static_cast<int>(t);
-      }
-    } else {
+  switch (parse_global(argc, argv, global)) {
+    case Early::help:
+      return print_table_usage(stdout);
+    case Early::version:
+      (void)std::puts("knockgatectl " KG_VERSION);
+      return kExitOk;
+    case Early::usage:
+      (void)print_table_usage(stderr);
+      return kExitUsage;
+    case Early::refused:  // the message is out; the whole usage would bury it
+      (void)std::fputs("try knockgatectl --help\n", stderr);
+      return kExitUsage;
+    case Early::run:
       break;
-    }
   }
-  if (i >= argc) {
-    print_usage(stderr);
-    return kExitUsage;
-  }
+  const int i = optind;
   const std::string_view name = argv[i];
-  if (name == "-h" || name == "--help" || name == "help") {
-    print_usage(stdout);
-    return kExitOk;
-  }
-  if (name == "-V" || name == "--version") {
-    (void)std::puts("knockgatectl " KG_VERSION);
-    return kExitOk;
-  }
+  if (name == "help") return print_table_usage(stdout);
   Args args;
   for (int k = i + 1; k < argc; ++k) args.emplace_back(argv[k]);
   if (name == "check-config") return run_check_config(args);
@@ -103,20 +122,17 @@ int dispatch(int argc, char** argv) {
     return run_passwd(args);
   }
   if (name == "watch") return run_watch(global, args);
-  for (const auto& c : kRemote) {
-    if (c.name == name) {
-      if (args.size() == 1 && (args[0] == "-h" || args[0] == "--help")) {
-        (void)std::fprintf(stdout, "usage: knockgatectl %.*s %.*s\n%.*s\n",
-                           static_cast<int>(c.name.size()), c.name.data(),
-                           static_cast<int>(c.synopsis.size()), c.synopsis.data(),
-                           static_cast<int>(c.summary.size()), c.summary.data());
-        return kExitOk;
-      }
-      return run_remote(global, name, args);
+  const ipc::control::CommandSpec* c = ipc::control::find_command(name);
+  if (c != nullptr && (c->roles & ipc::control::kCtl) != 0) {
+    if (args.size() == 1 && (args[0] == "-h" || args[0] == "--help")) {
+      (void)std::fprintf(stdout, "usage: knockgatectl %s\n%.*s\n", c->usage().c_str(),
+                         static_cast<int>(c->summary.size()), c->summary.data());
+      return kExitOk;
     }
+    return run_remote(global, name, args);
   }
   (void)std::fprintf(stderr, "knockgatectl: unknown command \"%s\"\n", argv[i]);
-  print_usage(stderr);
+  (void)print_table_usage(stderr);
   return kExitUsage;
 }
 

@@ -12,6 +12,8 @@
 #include <memory>
 #include <sstream>
 
+#include "knock/command_words.h"
+
 namespace kg::knockclient {
 namespace {
 
@@ -239,113 +241,70 @@ std::string usage_text(std::string_view program) {
 Result<Options> parse_command_line(const std::vector<std::string>& args) {
   Options o;
   std::vector<std::string> positional;
+  constexpr int kWait = 256;  // --wait has no short form
+  static const option long_options[] = {
+      {"udp", no_argument, nullptr, 'u'},          {"delay", required_argument, nullptr, 'd'},
+      {"ipv4", no_argument, nullptr, '4'},         {"ipv6", no_argument, nullptr, '6'},
+      {"verbose", no_argument, nullptr, 'v'},      {"version", no_argument, nullptr, 'V'},
+      {"help", no_argument, nullptr, 'h'},         {"config", required_argument, nullptr, 'c'},
+      {"door", required_argument, nullptr, 'p'},   {"profile", required_argument, nullptr, 'p'},
+      {"wait", required_argument, nullptr, kWait}, {nullptr, 0, nullptr, 0}};
 
-  // Options that take a value, by short and long name.
-  struct Spec {
-    char short_name;
-    const char* long_name;
-    bool has_value;
-  };
-  static const Spec specs[] = {
-      {'u', "udp", false},     {'d', "delay", true},    {'4', "ipv4", false}, {'6', "ipv6", false},
-      {'v', "verbose", false}, {'V', "version", false}, {'h', "help", false}, {'c', "config", true},
-      {'p', "door", true},     {'p', "profile", true},  {'\0', "wait", true}};
-
-  auto apply = [&](char short_name, const char* long_name, const std::string& value) -> Result<Ok> {
-    const std::string name = long_name ? long_name : std::string(1, short_name);
-    if (name == "udp" || name == "u") {
-      o.all_udp = true;
-    } else if (name == "delay" || name == "d") {
-      auto ms = parse_millis(value, "delay");
-      if (!ms) return ms.error();
-      o.delay_ms = *ms;
-    } else if (name == "wait") {
-      auto ms = parse_millis(value, "wait");
-      if (!ms) return ms.error();
-      o.wait_ms = *ms;
-    } else if (name == "ipv4" || name == "4") {
-      if (o.family == FamilyWanted::v6) return err("-4 and -6 exclude each other");
-      o.family = FamilyWanted::v4;
-    } else if (name == "ipv6" || name == "6") {
-      if (o.family == FamilyWanted::v4) return err("-4 and -6 exclude each other");
-      o.family = FamilyWanted::v6;
-    } else if (name == "verbose" || name == "v") {
-      o.verbose = true;
-    } else if (name == "version" || name == "V") {
-      o.version = true;
-    } else if (name == "help" || name == "h") {
-      o.help = true;
-    } else if (name == "config" || name == "c") {
-      if (value.empty()) return err("-c needs a file name");
-      o.config_file = value;
-    } else if (name == "door" || name == "profile" || name == "p") {
-      if (value.empty()) return err("-p needs a door name");
-      o.door_name = value;
+  auto apply = [&](int code, const std::string& value) -> Result<Ok> {
+    switch (code) {
+      case 'u':
+        o.all_udp = true;
+        break;
+      case 'd':
+      case kWait: {
+        auto ms = parse_millis(value, code == 'd' ? "delay" : "wait");
+        if (!ms) return ms.error();
+        (code == 'd' ? o.delay_ms : o.wait_ms) = *ms;
+        break;
+      }
+      case '4':
+      case '6': {
+        const FamilyWanted want = code == '4' ? FamilyWanted::v4 : FamilyWanted::v6;
+        if (o.family && *o.family != want) {
+          return err("-4 and -6 exclude each other");
+        }
+        o.family = want;
+        break;
+      }
+      case 'v':
+        o.verbose = true;
+        break;
+      case 'V':
+        o.version = true;
+        break;
+      case 'h':
+        o.help = true;
+        break;
+      case 'c':
+        if (value.empty()) return err("-c needs a file name");
+        o.config_file = value;
+        break;
+      case 'p':
+        if (value.empty()) return err("-p needs a door name");
+        o.door_name = value;
+        break;
+      default:
+        break;
     }
     return Ok{};
   };
-
-  bool options_done = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (options_done || a.size() < 2 || a[0] != '-') {
-      positional.push_back(a);  // includes "-" alone
-      continue;
+  auto refuse = [](const OptionError& e) {
+    switch (e.kind) {
+      case OptionError::Kind::needs_value:
+        return err("option '" + e.word + "' needs a value");
+      case OptionError::Kind::takes_no_value:
+        return err("option '" + e.word + "' takes no value");
+      default:
+        return err("unknown option '" + e.word + "'");
     }
-    if (a == "--") {
-      options_done = true;
-      continue;
-    }
-    if (a[1] == '-') {  // --name or --name=value
-      const size_t eq = a.find('=');
-      const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-      const Spec* spec = nullptr;
-      for (const Spec& s : specs) {
-        if (name == s.long_name) spec = &s;
-      }
-      if (!spec) return err("unknown option '--" + name + "'");
-      std::string value;
-      if (spec->has_value) {
-        if (eq != std::string::npos) {
-          value = a.substr(eq + 1);
-        } else if (i + 1 < args.size()) {
-          value = args[++i];
-        } else {
-          return err("option '--" + name + "' needs a value");
-        }
-      } else if (eq != std::string::npos) {
-        return err("option '--" + name + "' takes no value");
-      }
-      auto r = apply(spec->short_name, spec->long_name, value);
-      if (!r) return r.error();
-      continue;
-    }
-    // -abc clusters; a value-taking option consumes the rest or the next argument.
-    for (size_t j = 1; j < a.size(); ++j) {
-      const Spec* spec = nullptr;
-      for (const Spec& s : specs) {
-        if (s.short_name != '\0' && s.short_name == a[j]) {
-          spec = &s;
-          break;
-        }
-      }
-      if (!spec) return err(std::string("unknown option '-") + a[j] + "'");
-      std::string value;
-      if (spec->has_value) {
-        if (j + 1 < a.size()) {
-          value = a.substr(j + 1);
-        } else if (i + 1 < args.size()) {
-          value = args[++i];
-        } else {
-          return err(std::string("option '-") + a[j] + "' needs a value");
-        }
-        auto r = apply(spec->short_name, nullptr, value);
-        if (!r) return r.error();
-        break;
-      }
-      auto r = apply(spec->short_name, nullptr, value);
-      if (!r) return r.error();
-    }
+  };
+  if (auto r = scan_options(args, "ud:46vVhc:p:", long_options, apply, refuse, positional); !r) {
+    return r.error();
   }
 
   if (o.help || o.version) return o;
