@@ -400,9 +400,9 @@ void App::login(Call& c) {
   throttle_.succeeded(account, c.client.address);
   const Session& s = sessions_.create(*user->as_string(), now);
   log::info("web login: " + s.user + " from " + c.client.address);
-  Response res = json_response(
-      http::status::ok, c.req,
-      "{\"user\":" + json::quote(s.user) + ",\"csrf_token\":" + json::quote(s.csrf_token) + "}");
+  json::Writer w;
+  w.begin_object().key("user").value(s.user).key("csrf_token").value(s.csrf_token).end_object();
+  Response res = json_response(http::status::ok, c.req, w.take());
   std::string cookie = std::string(kCookie) + "=" + s.id + "; Path=/; HttpOnly; SameSite=Strict";
   if (options_.tls) cookie += "; Secure";
   res.set(http::field::set_cookie, cookie);
