@@ -4,8 +4,8 @@
 #include <cstddef>
 #include <ctime>
 
-#include "common/log.h"
 #include "common/json.h"
+#include "common/log.h"
 
 namespace kg::policyd {
 
