@@ -4,9 +4,9 @@
 
 #include <vector>
 
-#include "decision.h"
-#include "grant_cache.h"
-#include "profiles.h"
+#include "verdictd/decision.h"
+#include "verdictd/grant_cache.h"
+#include "verdictd/profiles.h"
 
 namespace {
 

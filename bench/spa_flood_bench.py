@@ -40,7 +40,7 @@ def flood_and_knock(lab, build, rate, seconds):
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(1.0)
     for _ in range(LEGIT):
-        lab.run("client", [os.path.join(build, "daemons", "knock", "knockgate-knock"), "--spa",
+        lab.run("client", [os.path.join(build, "tools", "knock", "knockgate-knock"), "--spa",
                            "-D", kglab.GW_WAN4, "-A", "tcp/22", "-s", "--key-rijndael", KEY,
                            "--key-hmac", HMAC, "-U", "alice"])
         time.sleep(0.4)

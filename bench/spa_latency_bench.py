@@ -129,7 +129,7 @@ def run_knockgate(lab, build, n):
     assert cap.wait_for_output(r"connected to policyd", 10), cap.output()
     packets = os.path.join(d, "packets")
     make_packets(n, packets)
-    ctl = build + "/daemons/ctl/knockgatectl"
+    ctl = build + "/tools/ctl/knockgatectl"
 
     def revoke():
         lab.run("gw", [ctl, "-c", conf, "revoke", kglab.CLIENT4], check=False)

@@ -75,7 +75,7 @@ class Appliance:
             text = text.replace("VerdictQueue = 0", "VerdictQueue = 0-%d" % (queues - 1))
         with open(self.conf, "w") as f:
             f.write(text + vl.SSH_DOOR)
-        self.ctl = os.path.join(build, "daemons", "ctl", "knockgatectl")
+        self.ctl = os.path.join(build, "tools", "ctl", "knockgatectl")
         self.policyd = lab.start("gw", [os.path.join(build, "daemons", "policyd",
                                                      "knockgate-policyd"), "-c", self.conf],
                                  os.path.join(self.w, "policyd.out"))

@@ -22,7 +22,7 @@ targets=(knockgate-captured knockgate-policyd knockgate-knock knockgatectl)
 [ -d daemons/verdictd ] && targets+=(knockgate-verdictd)
 [ -d daemons/webd ] && targets+=(knockgate-webd)
 cmake --build --preset release -j "$(nproc)" --target "${targets[@]}"
-bin=$root/build/release/daemons
+bin=$root/build/release
 
 vm/lab.sh down >/dev/null 2>&1 || true
 vm/lab.sh up full
@@ -44,10 +44,10 @@ Web console:  http://127.0.0.1:$KG_CONSOLE_PORT/   login: admin   password: $(ca
 EOT
 fi
 cat <<EOT
-Knock:        vm/lab.sh exec client $bin/knock/knockgate-knock -v 203.0.113.1 7000 8000 9000
+Knock:        vm/lab.sh exec client $bin/tools/knock/knockgate-knock -v 203.0.113.1 7000 8000 9000
               (or the real knockd client: vm/lab.sh exec client knock -v 203.0.113.1 7000 8000 9000)
 SSH in:       vm/lab.sh exec client ssh -i $KG_LAB_DIR/id_ed25519 root@203.0.113.1
-Grants:       $bin/ctl/knockgatectl -c $KG_LAB_DIR/knockgate.conf grants
+Grants:       $bin/tools/ctl/knockgatectl -c $KG_LAB_DIR/knockgate.conf grants
 Tour again:   vm/lab.sh tour      Shell in a host: vm/lab.sh shell gw|client|ssh|vm|log
 Logs:         $KG_LAB_DIR/*.out, $KG_LAB_DIR/knockgate.log
 Stop and remove everything:  vm/lab.sh down

@@ -4,6 +4,7 @@
 # listening socket, no route, rule or firewall change).
 #
 #   appliance_start TAG BIN_DIR     config, lab services (sshd, syslog), the four daemons
+#                                   (BIN_DIR: the build directory, e.g. build/release)
 #   appliance_stop  TAG             stops what appliance_start started
 #   appliance_tour  TAG BIN_DIR     knock, SSH in, the grant in the console, revoke, expiry
 
@@ -108,28 +109,28 @@ appliance_start() {
   for u in knockgate knockgate-policy knockgate-verdict knockgate-web; do _app_user "$u"; done
   getent group knockgate-admin >/dev/null || groupadd --system knockgate-admin
   conf=$(_app_config)
-  "$bin/captured/knockgate-captured" -n -c "$conf" >/dev/null
+  "$bin/daemons/captured/knockgate-captured" -n -c "$conf" >/dev/null
   _app_services "$tag"
 
-  _app_spawn "$tag" gw policyd "$bin/policyd/knockgate-policyd" -c "$conf"
+  _app_spawn "$tag" gw policyd "$bin/daemons/policyd/knockgate-policyd" -c "$conf"
   _app_wait_for "$KG_LAB_DIR/policyd.out" "ready" 10 || true
   for _ in $(seq 50); do [[ -S $KG_LAB_DIR/run/policyd.sock ]] && break; sleep 0.1; done
-  _app_spawn "$tag" gw captured "$bin/captured/knockgate-captured" -c "$conf"
+  _app_spawn "$tag" gw captured "$bin/daemons/captured/knockgate-captured" -c "$conf"
   _app_wait_for "$KG_LAB_DIR/captured.out" "connected to policyd" 10
-  if [[ -x $bin/verdictd/knockgate-verdictd ]]; then
-    _app_spawn "$tag" gw verdictd "$bin/verdictd/knockgate-verdictd" -c "$conf"
+  if [[ -x $bin/daemons/verdictd/knockgate-verdictd ]]; then
+    _app_spawn "$tag" gw verdictd "$bin/daemons/verdictd/knockgate-verdictd" -c "$conf"
     _app_wait_for "$KG_LAB_DIR/verdictd.out" "grant snapshot" 10 || true
   fi
-  if [[ -x $bin/webd/knockgate-webd ]]; then
+  if [[ -x $bin/daemons/webd/knockgate-webd ]]; then
     # The console's login: admin with a password made for this lab.
     # Only root may read it (0600), whoever made the file first.
     if [[ ! -s $KG_LAB_DIR/console-password ]]; then
       (umask 077 && head -c 12 /dev/urandom | base64 | tr -d '/+=' >"$KG_LAB_DIR/console-password")
     fi
     chmod 600 "$KG_LAB_DIR/console-password"
-    "$bin/ctl/knockgatectl" passwd -c "$conf" --stdin admin <"$KG_LAB_DIR/console-password" \
+    "$bin/tools/ctl/knockgatectl" passwd -c "$conf" --stdin admin <"$KG_LAB_DIR/console-password" \
       >/dev/null
-    _app_spawn "$tag" gw webd "$bin/webd/knockgate-webd" -c "$conf"
+    _app_spawn "$tag" gw webd "$bin/daemons/webd/knockgate-webd" -c "$conf"
     _app_wait_for "$KG_LAB_DIR/webd.out" "listening" 10 || true
     # The console from the host's loopback, forwarded into the gateway's namespace.
     if command -v socat >/dev/null; then
@@ -164,7 +165,7 @@ _tour_fail() {
 # The scripted tour; exits non-zero at the first step that does not behave.
 appliance_tour() {
   local tag="$1" bin="$2" conf="$KG_LAB_DIR/knockgate.conf"
-  local ctl=("$bin/ctl/knockgatectl" -c "$conf")
+  local ctl=("$bin/tools/ctl/knockgatectl" -c "$conf")
   local ssh=(ssh -i "$KG_LAB_DIR/id_ed25519" -o BatchMode=yes -o StrictHostKeyChecking=no
     -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 -o LogLevel=ERROR root@203.0.113.1)
 
@@ -191,7 +192,7 @@ appliance_tour() {
   fi
 
   _tour_step "The client knocks the openSSH door (7000,8000,9000)"
-  _app_in "$tag" client "$bin/knock/knockgate-knock" -v 203.0.113.1 7000 8000 9000
+  _app_in "$tag" client "$bin/tools/knock/knockgate-knock" -v 203.0.113.1 7000 8000 9000
   local i
   for i in $(seq 30); do
     "${ctl[@]}" grants --source 203.0.113.10 2>/dev/null | grep -q ssh-only && break
@@ -251,7 +252,7 @@ EOF
   echo "after expiry: refused/timed out"
 
   _tour_step "The real knockd client knocks the knockd-style door (7001,8001,9001): its start_command runs"
-  local knocker=("$bin/knock/knockgate-knock")
+  local knocker=("$bin/tools/knock/knockgate-knock")
   command -v knock >/dev/null && knocker=(knock)
   _app_in "$tag" client "${knocker[@]}" -v 203.0.113.1 7001 8001 9001
   for i in $(seq 50); do

@@ -8,7 +8,7 @@
 #   vm/lab.sh [-t TAG] shell HOST        interactive shell in HOST
 #   vm/lab.sh [-t TAG] start [BIN_DIR]   start the appliance in the lab: OpenSSH on the SSH
 #                                        host, syslog on the log server, the four daemons
-#                                        (BIN_DIR: build/release/daemons)
+#                                        (BIN_DIR: build/release)
 #   vm/lab.sh [-t TAG] stop              stop what start started
 #   vm/lab.sh [-t TAG] tour [BIN_DIR]    knock, SSH in, the grant in the console, revoke, expiry
 #
@@ -93,7 +93,7 @@ case "$cmd" in
   start)
     (($# <= 1)) || usage
     host_ns gw >/dev/null
-    appliance_start "$tag" "$(cd "${1:-$here/../build/release/daemons}" && pwd)"
+    appliance_start "$tag" "$(cd "${1:-$here/../build/release}" && pwd)"
     ;;
   stop)
     (($# == 0)) || usage
@@ -102,7 +102,7 @@ case "$cmd" in
   tour)
     (($# <= 1)) || usage
     host_ns gw >/dev/null
-    appliance_tour "$tag" "$(cd "${1:-$here/../build/release/daemons}" && pwd)"
+    appliance_tour "$tag" "$(cd "${1:-$here/../build/release}" && pwd)"
     ;;
   *)
     echo "lab: unknown command '$cmd'" >&2

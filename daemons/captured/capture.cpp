@@ -1,6 +1,6 @@
-#include "capture.h"
+#include "captured/capture.h"
 
-#include "filter.h"
+#include "captured/filter.h"
 
 namespace kg::captured {
 

@@ -1,4 +1,4 @@
-#include "daemon.h"
+#include "captured/daemon.h"
 
 #include <systemd/sd-daemon.h>
 #include <time.h>

@@ -11,15 +11,15 @@
 #include <string>
 #include <vector>
 
-#include "capture.h"
+#include "captured/capture.h"
+#include "captured/filter.h"
+#include "captured/netwatch.h"
+#include "captured/spa_gate.h"
+#include "captured/spa_listener.h"
 #include "common/knocklog.h"
 #include "config/config.h"
-#include "filter.h"
 #include "ipc/client.h"
 #include "knock/engine.h"
-#include "netwatch.h"
-#include "spa_gate.h"
-#include "spa_listener.h"
 
 namespace kg::captured {
 

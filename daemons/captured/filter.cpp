@@ -1,4 +1,4 @@
-#include "filter.h"
+#include "captured/filter.h"
 
 #include <algorithm>
 #include <set>

@@ -9,14 +9,14 @@
 #include <cstring>
 #include <string>
 
+#include "captured/daemon.h"
+#include "captured/seccomp_profile.h"
 #include "common/daemon_options.h"
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "config/config.h"
 #include "config/one_time.h"
 #include "config/values.h"
-#include "daemon.h"
-#include "seccomp_profile.h"
 
 namespace {
 

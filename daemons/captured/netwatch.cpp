@@ -1,4 +1,4 @@
-#include "netwatch.h"
+#include "captured/netwatch.h"
 
 #include <net/if.h>
 #include <netlink/cache.h>

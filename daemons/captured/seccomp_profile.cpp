@@ -1,4 +1,4 @@
-#include "seccomp_profile.h"
+#include "captured/seccomp_profile.h"
 
 #include <sys/socket.h>
 

@@ -1,4 +1,4 @@
-#include "spa_gate.h"
+#include "captured/spa_gate.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "spa_listener.h"
+#include "captured/spa_listener.h"
 
 #include <boost/asio/ip/v6_only.hpp>
 

@@ -1,7 +1,9 @@
 // The control commands policyd serves to knockgatectl and webd (docs/knockgatectl.8,
-// docs/protocol.md): argument parsing, role checks, text and --json output, exit codes.
+// docs/protocol.md): the commands, their options and roles are ipc/control_commands.h;
+// here each command's handler, text and --json output, exit codes.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -10,31 +12,12 @@
 
 #include "common/result.h"
 #include "config/config.h"
+#include "ipc/control_commands.h"
 #include "ipc/messages.h"
+#include "policyd/control_output.h"
 #include "policyd/policy.h"
 
 namespace kg::policyd {
-
-namespace exit_code {
-inline constexpr uint8_t ok = 0;
-inline constexpr uint8_t error = 1;
-inline constexpr uint8_t usage = 2;
-inline constexpr uint8_t not_found = 3;
-inline constexpr uint8_t denied = 4;
-}  // namespace exit_code
-
-// What `status` shows besides the core's own counters.
-struct StatusInfo {
-  std::string version;
-  int64_t pid = 0;
-  int64_t uptime_s = 0;
-  uint64_t events_received = 0;
-  std::string kernel_features;
-  std::vector<ipc::StatusEntry> policyd_extra;  // sessions, subscribers, seq, ...
-  // captured's last StatusReply (policyd polls it); nullopt: not connected.
-  std::optional<std::vector<ipc::StatusEntry>> captured;
-  int64_t captured_age_ms = 0;  // how old that reply is
-};
 
 // Who is asking: the session's role and, for ctl, the peer's user name.
 struct Caller {
@@ -54,13 +37,39 @@ class Control {
 
   ipc::ControlReply handle(const Caller& caller, const ipc::ControlRequest& request);
 
+  // One parsed request as its handler sees it.
+  struct Request {
+    uint32_t id = 0;
+    const Caller& caller;
+    const ipc::control::Args& args;
+    std::string actor;  // "ctl:USER" or "web:USER", for the audit log
+    ipc::GrantMethod method = ipc::GrantMethod::ctl;
+    std::optional<std::chrono::seconds> duration;  // --for
+  };
+
  private:
+  using Handler = ipc::ControlReply (Control::*)(const Request&);
+  static Handler handler(ipc::control::Command command);
+
+  ipc::ControlReply status(const Request& r);
+  ipc::ControlReply grants(const Request& r);
+  ipc::ControlReply grant(const Request& r);
+  ipc::ControlReply grant_many(const Request& r);
+  ipc::ControlReply extend(const Request& r);
+  ipc::ControlReply revoke(const Request& r);
+  ipc::ControlReply audit(const Request& r);
+  ipc::ControlReply profiles(const Request& r);
+  ipc::ControlReply doors(const Request& r);
+  ipc::ControlReply reload(const Request& r);
+  ipc::ControlReply login_lockout(const Request& r);
+
+  // The sources of grant/grant-many, checked; or the reply that refuses them.
+  Result<std::vector<IpAddr>> client_sources(const std::vector<std::string>& words);
+
   PolicyCore& core_;
   Hooks hooks_;
 };
 
-// ISO-8601 UTC with milliseconds: 2026-11-23T14:05:00.123Z.
-std::string iso_time(int64_t ns);
 // `30s`, `10m`, `2h`, `1d`, or plain seconds.
 Result<std::chrono::seconds> parse_control_duration(std::string_view text);
 // Audit times: ns since the epoch, `YYYY-MM-DDTHH:MM:SS[Z]` (UTC), or a duration ago (`10m`).

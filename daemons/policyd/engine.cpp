@@ -405,7 +405,7 @@ class Engine {
       if (!session->send(reply) && session->is_open()) {
         kg::ipc::ControlReply too_big;
         too_big.request_id = control->request_id;
-        too_big.exit_code = kg::policyd::exit_code::error;
+        too_big.exit_code = static_cast<uint8_t>(kg::ipc::control::Exit::failed);
         too_big.err = "the reply (" + std::to_string(reply.out.size()) +
                       " bytes) does not fit the frame limit you announced; use filters\n";
         session->send(too_big);

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <boost/asio/steady_timer.hpp>
 
+#include "common/json.h"
 #include "common/log.h"
-#include "policyd/json.h"
 #include "policyd/policy.h"
 
 namespace kg::policyd {

@@ -4,8 +4,8 @@
 #include <cstddef>
 #include <ctime>
 
+#include "common/json.h"
 #include "common/log.h"
-#include "policyd/json.h"
 
 namespace kg::policyd {
 

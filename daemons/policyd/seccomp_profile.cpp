@@ -1,4 +1,4 @@
-#include "seccomp_profile.h"
+#include "policyd/seccomp_profile.h"
 
 #include <sys/socket.h>
 

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "decision.h"
+#include "verdictd/decision.h"
 
 namespace kg::verdictd {
 

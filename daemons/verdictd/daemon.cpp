@@ -1,4 +1,4 @@
-#include "daemon.h"
+#include "verdictd/daemon.h"
 
 #include <pthread.h>
 #include <sched.h>

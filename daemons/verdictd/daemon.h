@@ -18,12 +18,12 @@
 
 #include "common/result.h"
 #include "config/config.h"
-#include "counters.h"
-#include "grant_sync.h"
-#include "hold_table.h"
 #include "ipc/client.h"
-#include "nfqueue.h"
-#include "profiles.h"
+#include "verdictd/counters.h"
+#include "verdictd/grant_sync.h"
+#include "verdictd/hold_table.h"
+#include "verdictd/nfqueue.h"
+#include "verdictd/profiles.h"
 
 namespace kg::verdictd {
 

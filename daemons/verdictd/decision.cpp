@@ -1,4 +1,4 @@
-#include "decision.h"
+#include "verdictd/decision.h"
 
 namespace kg::verdictd {
 

@@ -5,9 +5,9 @@
 #include <cstdint>
 #include <span>
 
-#include "grant_cache.h"
 #include "packet/decode.h"
-#include "profiles.h"
+#include "verdictd/grant_cache.h"
+#include "verdictd/profiles.h"
 
 namespace kg::verdictd {
 

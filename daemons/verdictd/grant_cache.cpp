@@ -1,4 +1,4 @@
-#include "grant_cache.h"
+#include "verdictd/grant_cache.h"
 
 #include <bit>
 

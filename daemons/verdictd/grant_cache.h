@@ -11,7 +11,7 @@
 
 #include "common/addr.h"
 #include "ipc/messages.h"
-#include "profiles.h"
+#include "verdictd/profiles.h"
 
 namespace kg::verdictd {
 

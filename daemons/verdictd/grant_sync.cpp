@@ -1,4 +1,4 @@
-#include "grant_sync.h"
+#include "verdictd/grant_sync.h"
 
 namespace kg::verdictd {
 

@@ -7,9 +7,9 @@
 #include <memory>
 #include <vector>
 
-#include "grant_cache.h"
 #include "ipc/messages.h"
-#include "profiles.h"
+#include "verdictd/grant_cache.h"
+#include "verdictd/profiles.h"
 
 namespace kg::verdictd {
 

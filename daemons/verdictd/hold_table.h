@@ -9,7 +9,7 @@
 #include <optional>
 #include <vector>
 
-#include "profiles.h"
+#include "verdictd/profiles.h"
 
 namespace kg::verdictd {
 

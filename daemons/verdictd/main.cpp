@@ -11,9 +11,9 @@
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "config/config.h"
-#include "daemon.h"
-#include "privileges.h"
-#include "seccomp_profile.h"
+#include "verdictd/daemon.h"
+#include "verdictd/privileges.h"
+#include "verdictd/seccomp_profile.h"
 
 namespace {
 

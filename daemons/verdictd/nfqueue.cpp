@@ -1,4 +1,4 @@
-#include "nfqueue.h"
+#include "verdictd/nfqueue.h"
 
 #include <arpa/inet.h>
 #include <libmnl/libmnl.h>

@@ -1,4 +1,4 @@
-#include "privileges.h"
+#include "verdictd/privileges.h"
 
 #include <grp.h>
 #include <linux/capability.h>

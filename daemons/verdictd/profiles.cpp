@@ -1,4 +1,4 @@
-#include "profiles.h"
+#include "verdictd/profiles.h"
 
 #include "packet/decode.h"
 

@@ -1,4 +1,4 @@
-#include "seccomp_profile.h"
+#include "verdictd/seccomp_profile.h"
 
 #include <sys/socket.h>
 

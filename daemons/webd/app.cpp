@@ -74,7 +74,19 @@ http::status status_for_exit(int code) {
 std::string error_body(const std::string& message) {
   std::string m = message;
   while (!m.empty() && (m.back() == '\n' || m.back() == '\r')) m.pop_back();
-  return "{\"error\":" + json::quote(m) + "}";
+  json::Writer w;
+  w.begin_object().key("error").value(m).end_object();
+  return w.take();
+}
+
+using ipc::control::Command;
+using ipc::control::Option;
+
+// Every request asks for policyd's --json output.
+ipc::control::Args json_args() {
+  ipc::control::Args a;
+  a.json = true;
+  return a;
 }
 
 std::string iso_time(int64_t ns) {
@@ -86,51 +98,27 @@ std::string iso_time(int64_t ns) {
   return buf;
 }
 
-std::string metric_name(const std::string& raw) {
-  std::string out;
-  for (char c : raw) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
-  return out;
-}
-
-std::string prom_label(const std::string& v) {
-  std::string out;
-  for (char c : v) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-
 }  // namespace
 
 std::string grant_json(const ipc::GrantRecord& g) {
   char mark[32];
   (void)std::snprintf(mark, sizeof mark, "0x%08x/0x%08x", g.fwmark, g.fwmark_mask);
-  return "{\"id\":" + std::to_string(g.id) + ",\"source\":" + json::quote(g.source.str()) +
-         ",\"profile\":" + json::quote(g.profile) +
-         ",\"method\":" + json::quote(ipc::grant_method_name(g.method)) +
-         ",\"origin\":" + json::quote(g.origin) +
-         ",\"created_ns\":" + std::to_string(g.created_ns) +
-         ",\"created\":" + json::quote(iso_time(g.created_ns)) +
-         ",\"expires_ns\":" + std::to_string(g.expires_ns) +
-         ",\"expires\":" + json::quote(iso_time(g.expires_ns)) +
-         ",\"state\":\"active\",\"revoked_by\":null" + ",\"fwmark\":" + json::quote(mark) + "}";
+  json::Writer w;
+  w.begin_object().key("id").value(g.id).key("source").value(g.source.str());
+  w.key("profile").value(g.profile).key("method").value(ipc::grant_method_name(g.method));
+  w.key("origin").value(g.origin);
+  w.key("created_ns").value(g.created_ns).key("created").value(iso_time(g.created_ns));
+  w.key("expires_ns").value(g.expires_ns).key("expires").value(iso_time(g.expires_ns));
+  w.key("state").value("active").key("revoked_by").null().key("fwmark").value(mark);
+  w.end_object();
+  return w.take();
 }
 
-void flatten_metrics(const json::Value& v, const std::string& prefix, std::string& out) {
-  if (const double* d = v.as_number()) {
-    char buf[64];
-    (void)std::snprintf(buf, sizeof buf, "%.17g", *d);
-    out += prefix + " " + buf + "\n";
-  } else if (const bool* b = v.as_bool()) {
-    out += prefix + (*b ? " 1\n" : " 0\n");
-  } else if (const json::Object* o = v.as_object()) {
-    for (const auto& [k, member] : *o) flatten_metrics(member, prefix + "_" + metric_name(k), out);
-  }
+std::optional<json::Value> reply_object(const ControlResult& r) {
+  if (r.exit_code != 0) return std::nullopt;
+  auto v = json::parse(r.out);
+  if (!v || v->as_object() == nullptr) return std::nullopt;
+  return std::move(*v);
 }
 
 App::App(Options options, const StaticFiles& files, PolicyLink& link, StreamHub& hub)
@@ -150,7 +138,9 @@ App::App(Options options, const StaticFiles& files, PolicyLink& link, StreamHub&
   link_.on_snapshot([this] {
     grants_cache_valid_ = false;
     grant_json_cache_.clear();
-    hub_.publish("snapshot", "{\"seq\":" + std::to_string(link_.seq()) + "}");
+    json::Writer w;
+    w.begin_object().key("seq").value(link_.seq()).end_object();
+    hub_.publish("snapshot", w.take());
   });
 }
 
@@ -159,25 +149,31 @@ void App::on_delta(const ipc::GrantDelta& d) {
   grants_cache_valid_ = false;
   if (d.op == ipc::GrantOp::remove) grant_json_cache_.erase(d.grant.id);
   ++grant_events_;
-  std::string data = "{\"op\":" + json::quote(ipc::grant_op_name(d.op)) +
-                     ",\"seq\":" + std::to_string(d.seq) + ",\"reason\":" + json::quote(d.reason) +
-                     ",\"grant\":" + grant_json(d.grant) + "}";
-  hub_.publish("grant", data);
+  json::Writer w;
+  w.begin_object().key("op").value(ipc::grant_op_name(d.op)).key("seq").value(d.seq);
+  w.key("reason").value(d.reason).key("grant").raw(grant_json(d.grant)).end_object();
+  hub_.publish("grant", w.take());
 }
 
 void App::on_feed(const ipc::FeedEvent& e) {
   feed_.add(e);
-  std::string detail = "{}";
-  if (auto parsed = json::parse(e.detail_json); parsed && parsed->as_object() != nullptr) {
-    detail = json::serialize(*parsed);  // re-serialised: one line, escaped
+  json::Writer w;
+  w.begin_object().key("audit_id").value(e.audit_id).key("time_ns").value(e.time_ns);
+  w.key("time").value(iso_time(e.time_ns)).key("kind").value(e.kind).key("source");
+  if (e.source) {
+    w.value(e.source->str());
+  } else {
+    w.null();
   }
-  std::string data =
-      "{\"audit_id\":" + std::to_string(e.audit_id) + ",\"time_ns\":" + std::to_string(e.time_ns) +
-      ",\"time\":" + json::quote(iso_time(e.time_ns)) + ",\"kind\":" + json::quote(e.kind) +
-      ",\"source\":" + (e.source ? json::quote(e.source->str()) : "null") +
-      ",\"rejection\":" + (FeedStats::is_rejection(e.kind) ? "true" : "false") +
-      ",\"detail\":" + detail + "}";
-  hub_.publish("feed", data, true);
+  w.key("rejection").value(FeedStats::is_rejection(e.kind)).key("detail");
+  // The detail is another daemon's text: read and written again (one line, escaped).
+  if (auto parsed = json::parse(e.detail_json); parsed && parsed->as_object() != nullptr) {
+    json::write(w, *parsed);
+  } else {
+    w.begin_object().end_object();
+  }
+  w.end_object();
+  hub_.publish("feed", w.take(), true);
 }
 
 void App::add_common_headers(Response& res) const {
@@ -348,9 +344,9 @@ void App::route(Call& c) {
       reply_error(c, http::status::not_found, "not found");
     }
   } else if (path == "/api/v1/doors") {
-    if (only(http::verb::get)) run_command(c, "doors", {"--json"}, http::status::ok);
+    if (only(http::verb::get)) run_command(c, Command::doors, json_args(), http::status::ok);
   } else if (path == "/api/v1/profiles") {
-    if (only(http::verb::get)) run_command(c, "profiles", {"--json"}, http::status::ok);
+    if (only(http::verb::get)) run_command(c, Command::profiles, json_args(), http::status::ok);
   } else if (path == "/api/v1/audit") {
     if (only(http::verb::get)) audit(c);
   } else if (path == "/api/v1/counters") {
@@ -404,9 +400,9 @@ void App::login(Call& c) {
   throttle_.succeeded(account, c.client.address);
   const Session& s = sessions_.create(*user->as_string(), now);
   log::info("web login: " + s.user + " from " + c.client.address);
-  Response res = json_response(
-      http::status::ok, c.req,
-      "{\"user\":" + json::quote(s.user) + ",\"csrf_token\":" + json::quote(s.csrf_token) + "}");
+  json::Writer w;
+  w.begin_object().key("user").value(s.user).key("csrf_token").value(s.csrf_token).end_object();
+  Response res = json_response(http::status::ok, c.req, w.take());
   std::string cookie = std::string(kCookie) + "=" + s.id + "; Path=/; HttpOnly; SameSite=Strict";
   if (options_.tls) cookie += "; Secure";
   res.set(http::field::set_cookie, cookie);
@@ -421,14 +417,13 @@ void App::report_lockout(const LoginThrottle::Lockout& lockout, const ClientInfo
   log::warn("web login locked: " + what + " after " + std::to_string(lockout.failures) +
             " failed logins (last from " + client.address + "); next try in " +
             std::to_string(lockout.delay.count()) + " s");
-  std::vector<std::string> args{"--source",   client.address,
-                                "--failures", std::to_string(lockout.failures),
-                                "--delay",    std::to_string(lockout.delay.count())};
-  if (lockout.scope == LoginThrottle::Scope::account) {
-    args.insert(args.begin(), {"--account", lockout.key});
-  }
+  ipc::control::Args args;
+  args.set(Option::source, client.address)
+      .set(Option::failures, std::to_string(lockout.failures))
+      .set(Option::delay, std::to_string(lockout.delay.count()));
   // Option values, never positional words: a user name like "--json" stays a value.
-  link_.control("login-lockout", std::move(args), [](const ControlResult& r) {
+  if (lockout.scope == LoginThrottle::Scope::account) args.set(Option::account, lockout.key);
+  link_.control(Command::login_lockout, args, [](const ControlResult& r) {
     // The log line above stays the record when policyd is away; a refusal is a bug.
     if (r.exit_code == kUnavailable) {
       log::debug("login lockout not audited: policyd not connected");
@@ -450,20 +445,21 @@ void App::logout(Call& c) {
 }
 
 void App::session_info(Call& c, const Principal& p) {
-  std::string body =
-      "{\"user\":" + json::quote(p.user) + ",\"via\":" + (p.token ? "\"token\"" : "\"session\"");
-  if (p.session != nullptr) body += ",\"csrf_token\":" + json::quote(p.session->csrf_token);
-  body += ",\"idle_timeout_s\":" + std::to_string(sessions_.limits().idle.count()) + "}";
-  reply(c, json_response(http::status::ok, c.req, std::move(body)));
+  json::Writer w;
+  w.begin_object().key("user").value(p.user).key("via").value(p.token ? "token" : "session");
+  if (p.session != nullptr) w.key("csrf_token").value(p.session->csrf_token);
+  w.key("idle_timeout_s").value(static_cast<int64_t>(sessions_.limits().idle.count()));
+  w.end_object();
+  reply(c, json_response(http::status::ok, c.req, w.take()));
 }
 
-void App::run_command(Call& c, std::string command, std::vector<std::string> args,
+void App::run_command(Call& c, ipc::control::Command command, const ipc::control::Args& args,
                       http::status ok_status,
-                      std::function<std::string(const std::string&)> shape) {
+                      std::function<std::string(const ControlResult&)> shape) {
   // The request and the connection outlive this call: the connection waits for `done`.
   const Request& req = c.req;
   Done done = std::move(c.done);
-  link_.control(std::move(command), std::move(args),
+  link_.control(command, args,
                 [this, &req, done = std::move(done), ok_status,
                  shape = std::move(shape)](ControlResult r) mutable {
                   Call later{req, Target{}, ClientInfo{}, done};
@@ -479,51 +475,58 @@ void App::run_command(Call& c, std::string command, std::vector<std::string> arg
                   if (open == std::string::npos || r.out[open] != '{' || r.out[close] != '}') {
                     return reply_error(later, http::status::bad_gateway, "policyd sent no JSON");
                   }
-                  reply(later,
-                        json_response(ok_status, req, shape ? shape(r.out) : std::move(r.out)));
+                  reply(later, json_response(ok_status, req, shape ? shape(r) : std::move(r.out)));
                 });
 }
 
-void App::status(Call& c) {
+json::Value App::webd_status() const {
   const auto uptime =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_);
-  const std::string webd = "{\"version\":" + json::quote(options_.version) +
-                           ",\"uptime_s\":" + std::to_string(uptime.count()) +
-                           ",\"sessions\":" + std::to_string(sessions_.size()) +
-                           ",\"stream_clients\":" + std::to_string(hub_.clients()) +
-                           ",\"policyd_connected\":" + (link_.connected() ? "true" : "false") +
-                           ",\"grants_seen\":" + std::to_string(link_.grants().size()) + "}";
+  json::Object webd;
+  webd["version"] = json::Value{options_.version};
+  webd["uptime_s"] = json::Value{static_cast<double>(uptime.count())};
+  webd["sessions"] = json::Value{static_cast<double>(sessions_.size())};
+  webd["stream_clients"] = json::Value{static_cast<double>(hub_.clients())};
+  webd["policyd_connected"] = json::Value{link_.connected()};
+  webd["grants_seen"] = json::Value{static_cast<double>(link_.grants().size())};
+  return json::Value{std::move(webd)};
+}
+
+void App::status(Call& c) {
+  json::Value webd = webd_status();
   if (!link_.connected()) {
-    return reply(c, json_response(http::status::ok, c.req, "{\"webd\":" + webd + "}"));
+    json::Object only;
+    only["webd"] = std::move(webd);
+    return reply(c, json_response(http::status::ok, c.req, json::serialize(json::Value{only})));
   }
-  run_command(c, "status", {"--json"}, http::status::ok, [webd](const std::string& out) {
-    // policyd's object with ours added.
-    auto v = json::parse(out);
-    auto mine = json::parse(webd);
-    if (!v || v->as_object() == nullptr || !mine) return out;
-    std::get<json::Object>(v->v)["webd"] = std::move(*mine);
-    return json::serialize(*v);
-  });
+  run_command(c, ipc::control::Command::status, json_args(), http::status::ok,
+              [webd = std::move(webd)](const ControlResult& r) {
+                // policyd's object with ours added.
+                auto v = reply_object(r);
+                if (!v) return r.out;
+                std::get<json::Object>(v->v)["webd"] = webd;
+                return json::serialize(*v);
+              });
 }
 
 void App::grants_get(Call& c) {
-  std::vector<std::string> args{"--json"};
+  ipc::control::Args args = json_args();
   const auto& q = c.target.query;
   if (auto it = q.find("source"); it != q.end() && !it->second.empty()) {
     if (!IpAddr::parse(it->second))
       return reply_error(c, http::status::bad_request, "source: not an IP address");
-    args.insert(args.end(), {"--source", it->second});
+    args.set(Option::source, it->second);
   }
   if (auto it = q.find("profile"); it != q.end() && !it->second.empty()) {
     if (!valid_name(it->second))
       return reply_error(c, http::status::bad_request, "profile: not a profile name");
-    args.insert(args.end(), {"--profile", it->second});
+    args.set(Option::profile, it->second);
   }
   const bool all = [&] {
     auto it = q.find("all");
     return it != q.end() && (it->second == "1" || it->second == "true");
   }();
-  if (all) args.emplace_back("--all");
+  if (all) args.set(Option::all);
   if (!all && link_.has_snapshot()) {
     // The active set is already here (grant broadcast): answer from memory, in policyd's
     // order (by id), without a round trip through SQLite.
@@ -554,7 +557,7 @@ void App::grants_get(Call& c) {
     }
     return reply(c, json_response(http::status::ok, c.req, std::move(body)));
   }
-  run_command(c, "grants", std::move(args), http::status::ok);
+  run_command(c, Command::grants, args, http::status::ok);
 }
 
 const std::string& App::grant_json_cached(const ipc::GrantRecord& g) {
@@ -565,6 +568,12 @@ const std::string& App::grant_json_cached(const ipc::GrantRecord& g) {
     slot.json = grant_json(g);
   }
   return slot.json;
+}
+
+ipc::control::Args App::acting(const Principal& p) {
+  ipc::control::Args args = json_args();
+  args.as = p.user;
+  return args;
 }
 
 void App::grants_create(Call& c, const Principal& p) {
@@ -581,19 +590,20 @@ void App::grants_create(Call& c, const Principal& p) {
   if (profile == nullptr || profile->as_string() == nullptr || !valid_name(*profile->as_string())) {
     return reply_error(c, http::status::bad_request, "profile: a profile name is required");
   }
-  std::vector<std::string> args{"--as", p.user, "--json",
-                                IpAddr::parse(*source->as_string())->str(), *profile->as_string()};
+  ipc::control::Args args = acting(p);
+  args.positional = {IpAddr::parse(*source->as_string())->str(), *profile->as_string()};
   if (duration != nullptr && !duration->is_null()) {
     if (duration->as_string() == nullptr || !valid_duration(*duration->as_string())) {
       return reply_error(c, http::status::bad_request, "duration: like 90s, 10m, 2h");
     }
-    args.insert(args.end(), {"--for", *duration->as_string()});
+    args.set(Option::for_duration, *duration->as_string());
   }
-  run_command(c, "grant", std::move(args), http::status::created);
+  run_command(c, Command::grant, args, http::status::created);
 }
 
 void App::grant_extend(Call& c, const Principal& p, const std::string& id) {
-  std::vector<std::string> args{"--as", p.user, "--json", id};
+  ipc::control::Args args = acting(p);
+  args.positional = {id};
   if (!c.req.body().empty()) {
     auto body = json::parse(c.req.body());
     const json::Value* duration = body ? body->find("duration") : nullptr;
@@ -603,10 +613,10 @@ void App::grant_extend(Call& c, const Principal& p, const std::string& id) {
       if (duration->as_string() == nullptr || !valid_duration(*duration->as_string())) {
         return reply_error(c, http::status::bad_request, "duration: like 90s, 10m, 2h");
       }
-      args.insert(args.end(), {"--for", *duration->as_string()});
+      args.set(Option::for_duration, *duration->as_string());
     }
   }
-  run_command(c, "extend", std::move(args), http::status::ok);
+  run_command(c, Command::extend, args, http::status::ok);
 }
 
 void App::grant_revoke(Call& c, const Principal& p, const std::string& what) {
@@ -616,37 +626,40 @@ void App::grant_revoke(Call& c, const Principal& p, const std::string& what) {
     if (!addr) return reply_error(c, http::status::bad_request, "source: not an IP address");
     arg = addr->str();
   }
-  run_command(c, "revoke", {"--as", p.user, "--json", arg}, http::status::ok);
+  ipc::control::Args args = acting(p);
+  args.positional = {arg};
+  run_command(c, Command::revoke, args, http::status::ok);
 }
 
 void App::audit(Call& c) {
-  std::vector<std::string> args{"--json"};
+  ipc::control::Args args = json_args();
   const auto& q = c.target.query;
-  for (const char* key : {"since", "until"}) {
+  for (const auto& [key, option] : {std::pair{"since", Option::since}, {"until", Option::until}}) {
     if (auto it = q.find(key); it != q.end() && !it->second.empty()) {
       if (!valid_time(it->second))
         return reply_error(c, http::status::bad_request, std::string(key) + ": not a time");
-      args.insert(args.end(), {std::string("--") + key, it->second});
+      args.set(option, it->second);
     }
   }
   if (auto it = q.find("source"); it != q.end() && !it->second.empty()) {
     if (!IpAddr::parse(it->second))
       return reply_error(c, http::status::bad_request, "source: not an IP address");
-    args.insert(args.end(), {"--source", it->second});
+    args.set(Option::source, it->second);
   }
   if (auto it = q.find("kind"); it != q.end() && !it->second.empty()) {
     if (!valid_name(it->second))
       return reply_error(c, http::status::bad_request, "kind: not a kind");
-    args.insert(args.end(), {"--kind", it->second});
+    args.set(Option::kind, it->second);
   }
-  for (const char* key : {"limit", "before"}) {
+  for (const auto& [key, option] :
+       {std::pair{"limit", Option::limit}, {"before", Option::before}}) {
     if (auto it = q.find(key); it != q.end() && !it->second.empty()) {
       if (!valid_id(it->second))
         return reply_error(c, http::status::bad_request, std::string(key) + ": not a number");
-      args.insert(args.end(), {std::string("--") + key, it->second});
+      args.set(option, it->second);
     }
   }
-  run_command(c, "audit", std::move(args), http::status::ok);
+  run_command(c, Command::audit, args, http::status::ok);
 }
 
 void App::counters(Call& c) {
@@ -662,79 +675,6 @@ void App::stream(Call& c) {
   res.set("X-Accel-Buffering", "no");
   ++responses_[200];
   c.done(Reply{std::move(res), true});
-}
-
-void App::metrics(Call& c) {
-  std::string out;
-  auto counter = [&out](const std::string& name, const std::string& help, const std::string& type) {
-    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
-  };
-  counter("knockgate_webd_up", "webd is serving", "gauge");
-  out += "knockgate_webd_up 1\n";
-  counter("knockgate_webd_policyd_connected", "webd has a connection to policyd", "gauge");
-  out += std::string("knockgate_webd_policyd_connected ") + (link_.connected() ? "1" : "0") + "\n";
-  counter("knockgate_grants_active", "active grants as webd sees them", "gauge");
-  out += "knockgate_grants_active " + std::to_string(link_.grants().size()) + "\n";
-  counter("knockgate_grant_events_total", "grant changes received (add, extend, remove)",
-          "counter");
-  out += "knockgate_grant_events_total " + std::to_string(grant_events_) + "\n";
-  counter("knockgate_feed_events_total", "feed events by kind (knock, spa, reject, grant, ...)",
-          "counter");
-  for (const auto& [kind, n] : feed_.by_kind()) {
-    out += "knockgate_feed_events_total{kind=\"" + prom_label(kind) + "\"} " + std::to_string(n) +
-           "\n";
-  }
-  counter("knockgate_rejections_total", "rejected knocks and SPA packets by reason", "counter");
-  for (const auto& [reason, n] : feed_.rejects_by_reason()) {
-    out += "knockgate_rejections_total{reason=\"" + prom_label(reason) + "\"} " +
-           std::to_string(n) + "\n";
-  }
-  counter("knockgate_webd_stream_clients", "connected live-stream clients", "gauge");
-  out += "knockgate_webd_stream_clients " + std::to_string(hub_.clients()) + "\n";
-  counter("knockgate_webd_sessions", "logged-in console sessions", "gauge");
-  out += "knockgate_webd_sessions " + std::to_string(sessions_.size()) + "\n";
-  counter("knockgate_webd_logins_total", "login attempts by result", "counter");
-  out += "knockgate_webd_logins_total{result=\"ok\"} " + std::to_string(logins_ok_) + "\n";
-  out += "knockgate_webd_logins_total{result=\"failed\"} " + std::to_string(logins_failed_) + "\n";
-  out += "knockgate_webd_logins_total{result=\"rate_limited\"} " + std::to_string(logins_blocked_) +
-         "\n";
-  counter("knockgate_webd_login_lockouts_total",
-          "login waits started for an account or a source (each also audited)", "counter");
-  out += "knockgate_webd_login_lockouts_total " + std::to_string(login_lockouts_) + "\n";
-  counter("knockgate_webd_csrf_rejected_total",
-          "state-changing requests refused by the CSRF/Origin check", "counter");
-  out += "knockgate_webd_csrf_rejected_total " + std::to_string(csrf_rejected_) + "\n";
-  counter("knockgate_webd_connections_total", "HTTP connections accepted", "counter");
-  out += "knockgate_webd_connections_total " + std::to_string(connections_total_) + "\n";
-  counter("knockgate_webd_responses_total", "HTTP responses by status code", "counter");
-  for (const auto& [code, n] : responses_) {
-    out += "knockgate_webd_responses_total{code=\"" + std::to_string(code) + "\"} " +
-           std::to_string(n) + "\n";
-  }
-  auto finish = [this, &req = c.req](Done& done, std::string text) {
-    Response res{http::status::ok, req.version()};
-    add_common_headers(res);
-    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-    res.set(http::field::cache_control, "no-store");
-    res.body() = std::move(text);
-    res.keep_alive(req.keep_alive());
-    res.prepare_payload();
-    ++responses_[200];
-    done(Reply{std::move(res), false});
-  };
-  if (!link_.connected()) return finish(c.done, std::move(out));
-  // policyd's status counters (its own and those it relays from captured and verdictd:
-  // knocks, verdicts, pcap and queue drops), every number under knockgate_status_*.
-  Done done = std::move(c.done);
-  link_.control("status", {"--json"},
-                [finish, out = std::move(out), done = std::move(done)](ControlResult r) mutable {
-                  if (r.exit_code == 0) {
-                    if (auto v = json::parse(r.out)) {
-                      flatten_metrics(*v, "knockgate_status", out);
-                    }
-                  }
-                  finish(done, std::move(out));
-                });
 }
 
 void App::static_file(Call& c) {

@@ -77,6 +77,9 @@ class App {
     Done& done;
   };
 
+  // The request arguments of a state change: --json, and --as the principal's user.
+  static ipc::control::Args acting(const Principal& p);
+
   void route(Call& c);
   std::optional<Principal> authenticate(const Request& req);
   // Origin (when sent) must be this server; session requests need the CSRF token.
@@ -88,9 +91,11 @@ class App {
   void report_lockout(const LoginThrottle::Lockout& lockout, const ClientInfo& client);
   void logout(Call& c);
   void session_info(Call& c, const Principal& p);
-  void run_command(Call& c, std::string command, std::vector<std::string> args,
+  void run_command(Call& c, ipc::control::Command command, const ipc::control::Args& args,
                    http::status ok_status,
-                   std::function<std::string(const std::string&)> shape = {});
+                   std::function<std::string(const ControlResult&)> shape = {});
+  // webd's own part of GET /api/status.
+  json::Value webd_status() const;
   void status(Call& c);
   void grants_get(Call& c);
   void grants_create(Call& c, const Principal& p);
@@ -138,6 +143,10 @@ class App {
 
 // A grant as the API shows it (the shape of policyd's `grants --json` items).
 std::string grant_json(const ipc::GrantRecord& g);
+
+// policyd's --json reply as a value: nullopt when the command failed or the text is not a
+// JSON object. Replies passed through whole (grant lists, audit pages) are not parsed.
+std::optional<json::Value> reply_object(const ControlResult& r);
 
 // Every number in a JSON document as Prometheus samples `PREFIX_path_to_value VALUE`.
 void flatten_metrics(const json::Value& v, const std::string& prefix, std::string& out);

@@ -38,7 +38,8 @@ void FeedStats::add(const ipc::FeedEvent& e) {
 }
 
 std::string FeedStats::json(int64_t now_minute) const {
-  std::string out = "{\"bucket_s\":60,\"buckets\":[";
+  json::Writer w;
+  w.begin_object().key("bucket_s").value(60).key("buckets").begin_array();
   size_t b = 0;
   for (int64_t m = now_minute - static_cast<int64_t>(kBuckets) + 1; m <= now_minute; ++m) {
     while (b < buckets_.size() && buckets_[b].minute < m) ++b;
@@ -48,26 +49,15 @@ std::string FeedStats::json(int64_t now_minute) const {
       knocks = buckets_[b].knocks;
       rejects = buckets_[b].rejects;
     }
-    if (m != now_minute - static_cast<int64_t>(kBuckets) + 1) out += ',';
-    out += "{\"t\":" + std::to_string(m * 60) + ",\"knocks\":" + std::to_string(knocks) +
-           ",\"rejects\":" + std::to_string(rejects) + "}";
+    w.begin_object().key("t").value(m * 60).key("knocks").value(knocks);
+    w.key("rejects").value(rejects).end_object();
   }
-  out += "],\"by_kind\":{";
-  bool first = true;
-  for (const auto& [k, n] : by_kind_) {
-    if (!first) out += ',';
-    first = false;
-    out += json::quote(k) + ":" + std::to_string(n);
-  }
-  out += "},\"rejects_by_reason\":{";
-  first = true;
-  for (const auto& [k, n] : by_reason_) {
-    if (!first) out += ',';
-    first = false;
-    out += json::quote(k) + ":" + std::to_string(n);
-  }
-  out += "}}";
-  return out;
+  w.end_array().key("by_kind").begin_object();
+  for (const auto& [k, n] : by_kind_) w.key(k).value(n);
+  w.end_object().key("rejects_by_reason").begin_object();
+  for (const auto& [k, n] : by_reason_) w.key(k).value(n);
+  w.end_object().end_object();
+  return w.take();
 }
 
 }  // namespace kg::webd

@@ -4,8 +4,6 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "common/json_quote.h"
-
 namespace kg::webd::json {
 namespace {
 
@@ -238,42 +236,6 @@ class Parser {
   size_t pos_ = 0;
 };
 
-void serialize_to(std::string& out, const Value& v) {
-  if (v.is_null()) {
-    out += "null";
-  } else if (const bool* b = v.as_bool()) {
-    out += *b ? "true" : "false";
-  } else if (const double* d = v.as_number()) {
-    char buf[32];
-    if (*d == std::floor(*d) && std::fabs(*d) < 9.0e15) {
-      (void)std::snprintf(buf, sizeof buf, "%.0f", *d);
-    } else {
-      (void)std::snprintf(buf, sizeof buf, "%.17g", *d);
-    }
-    out += buf;
-  } else if (const std::string* s = v.as_string()) {
-    out += quote(*s);
-  } else if (const Array* a = v.as_array()) {
-    out += '[';
-    for (size_t i = 0; i < a->size(); ++i) {
-      if (i > 0) out += ',';
-      serialize_to(out, (*a)[i]);
-    }
-    out += ']';
-  } else if (const Object* o = v.as_object()) {
-    out += '{';
-    bool first = true;
-    for (const auto& [k, member] : *o) {
-      if (!first) out += ',';
-      first = false;
-      out += quote(k);
-      out += ':';
-      serialize_to(out, member);
-    }
-    out += '}';
-  }
-}
-
 }  // namespace
 
 const Value* Value::find(std::string_view key) const {
@@ -287,14 +249,33 @@ Result<Value> parse(std::string_view text) {
   return Parser(text).run();
 }
 
-std::string quote(std::string_view s) {
-  return kg::json_quote(s);
+void write(Writer& w, const Value& v) {
+  if (v.is_null()) {
+    w.null();
+  } else if (const bool* b = v.as_bool()) {
+    w.value(*b);
+  } else if (const double* d = v.as_number()) {
+    w.number(*d);
+  } else if (const std::string* s = v.as_string()) {
+    w.value(*s);
+  } else if (const Array* a = v.as_array()) {
+    w.begin_array();
+    for (const Value& element : *a) write(w, element);
+    w.end_array();
+  } else if (const Object* o = v.as_object()) {
+    w.begin_object();
+    for (const auto& [k, member] : *o) {
+      w.key(k);
+      write(w, member);
+    }
+    w.end_object();
+  }
 }
 
 std::string serialize(const Value& v) {
-  std::string out;
-  serialize_to(out, v);
-  return out;
+  Writer w;
+  write(w, v);
+  return w.take();
 }
 
 }  // namespace kg::webd::json

@@ -1,6 +1,7 @@
-// A small JSON reader and writer: request bodies and policyd's --json replies. Boost 1.74
-// has no Boost.JSON. Bounded: nesting depth and input size are limited by the caller's
-// body limit and kMaxDepth, so hostile input costs at most linear time.
+// A small JSON reader: request bodies and policyd's --json replies (Boost 1.74 has no
+// Boost.JSON); values are written with the one writer, common/json.h. Bounded: nesting depth and
+// input size are limited by the caller's body limit and kMaxDepth, so hostile input costs at most
+// linear time.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <variant>
 #include <vector>
 
+#include "common/json.h"
 #include "common/result.h"
 
 namespace kg::webd::json {
@@ -37,8 +39,9 @@ inline constexpr int kMaxDepth = 32;
 
 Result<Value> parse(std::string_view text);
 
-// `"..."` with JSON escapes; control characters and non-UTF-8-safe bytes escaped.
-std::string quote(std::string_view s);
+using kg::json::quote;
+using kg::json::Writer;
+void write(Writer& w, const Value& v);
 std::string serialize(const Value& v);
 
 }  // namespace kg::webd::json

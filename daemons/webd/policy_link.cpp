@@ -46,7 +46,8 @@ bool PolicyLink::connected() const {
   return client_->connected();
 }
 
-void PolicyLink::control(std::string command, std::vector<std::string> args, ReplyHandler done) {
+void PolicyLink::control(ipc::control::Command command, const ipc::control::Args& args,
+                         ReplyHandler done) {
   auto fail_later = [this, &done](std::string why) {
     asio::post(io_, [done = std::move(done), why = std::move(why)] {
       done(ControlResult{kUnavailable, {}, why});
@@ -55,10 +56,7 @@ void PolicyLink::control(std::string command, std::vector<std::string> args, Rep
   if (!client_->connected()) return fail_later("policyd is not connected");
   const uint32_t id = next_request_++;
   if (next_request_ == 0) next_request_ = 1;
-  ipc::ControlRequest request;
-  request.request_id = id;
-  request.command = std::move(command);
-  request.args = std::move(args);
+  const ipc::ControlRequest request = ipc::control::make_request(id, command, args);
   if (!client_->send(request)) return fail_later("cannot send to policyd");
   pending_[id] = Pending{std::move(done), std::chrono::steady_clock::now() + timeout_};
 }

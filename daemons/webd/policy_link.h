@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ipc/client.h"
+#include "ipc/control_commands.h"
 #include "ipc/messages.h"
 
 namespace kg::webd {
@@ -45,9 +46,9 @@ class PolicyLink {
   void stop();
   bool connected() const;
 
-  // Runs `command args...` on policyd; `done` runs once, later, on the io_context (also
-  // when policyd is not connected: kUnavailable).
-  void control(std::string command, std::vector<std::string> args, ReplyHandler done);
+  // Runs `command` with `args` on policyd; `done` runs once, later, on the io_context
+  // (also when policyd is not connected: kUnavailable).
+  void control(ipc::control::Command command, const ipc::control::Args& args, ReplyHandler done);
 
   void on_delta(DeltaHandler h) { on_delta_ = std::move(h); }
   void on_feed(FeedHandler h) { on_feed_ = std::move(h); }

@@ -1,4 +1,4 @@
-#include "seccomp_profile.h"
+#include "webd/seccomp_profile.h"
 
 #include <sys/socket.h>
 

@@ -10,10 +10,10 @@
 #include <cstring>
 #include <span>
 
-#include "decision.h"
-#include "grant_cache.h"
-#include "hold_table.h"
-#include "profiles.h"
+#include "verdictd/decision.h"
+#include "verdictd/grant_cache.h"
+#include "verdictd/hold_table.h"
+#include "verdictd/profiles.h"
 
 namespace {
 

@@ -13,7 +13,7 @@ import kglab
 BUILD = os.environ.get("KG_BUILD_DIR") or os.path.join(kglab.SOURCE_DIR, "build", "debug")
 POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
 CAPTURED = os.path.join(BUILD, "daemons", "captured", "knockgate-captured")
-KNOCK = os.path.join(BUILD, "daemons", "knock", "knockgate-knock")
+KNOCK = os.path.join(BUILD, "tools", "knock", "knockgate-knock")
 
 
 def conf(workdir, doors, extra=""):

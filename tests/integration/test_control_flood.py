@@ -18,7 +18,7 @@ import kglab
 BUILD = os.environ.get("KG_BUILD_DIR") or os.path.join(kglab.SOURCE_DIR, "build", "debug")
 POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
 CAPTURED = os.path.join(BUILD, "daemons", "captured", "knockgate-captured")
-CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
+CTL = os.path.join(BUILD, "tools", "ctl", "knockgatectl")
 
 CONF = """[options]
   Interface = kg-wan

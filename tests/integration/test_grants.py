@@ -18,8 +18,8 @@ import kglab
 BUILD = os.environ.get("KG_BUILD_DIR") or os.path.join(kglab.SOURCE_DIR, "build", "debug")
 POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
 CAPTURED = os.path.join(BUILD, "daemons", "captured", "knockgate-captured")
-KNOCK = os.path.join(BUILD, "daemons", "knock", "knockgate-knock")
-CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
+KNOCK = os.path.join(BUILD, "tools", "knock", "knockgate-knock")
+CTL = os.path.join(BUILD, "tools", "ctl", "knockgatectl")
 SHIPPED = os.path.join(kglab.SOURCE_DIR, "etc", "knockgate.conf")
 SET4 = "grant4_ssh_only"
 

@@ -156,7 +156,7 @@ class ImageBootTest(unittest.TestCase):
         cls.image = image
         cls.knock = None
         for d in (os.path.join(SOURCE_DIR, "build", "package"), BUILD_DIR):
-            p = os.path.join(d, "daemons", "knock", "knockgate-knock")
+            p = os.path.join(d, "tools", "knock", "knockgate-knock")
             if os.access(p, os.X_OK):
                 cls.knock = p
                 break

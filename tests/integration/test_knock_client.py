@@ -14,7 +14,7 @@ import kglab  # noqa: E402
 from kglab import CLIENT4, CLIENT6, GW_WAN4, GW_WAN6  # noqa: E402
 
 BUILD_DIR = os.environ.get("KG_BUILD_DIR", "")
-KG_KNOCK = os.path.join(BUILD_DIR, "daemons", "knock", "knockgate-knock") if BUILD_DIR else ""
+KG_KNOCK = os.path.join(BUILD_DIR, "tools", "knock", "knockgate-knock") if BUILD_DIR else ""
 BPF = "(dst host %s or dst host %s) and (tcp or udp)" % (GW_WAN4, GW_WAN6)
 
 

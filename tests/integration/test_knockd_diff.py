@@ -54,7 +54,7 @@ def binary(*rel):
 
 
 def knockgate_knock_path():
-    p = binary("daemons", "knock", "knockgate-knock")
+    p = binary("tools", "knock", "knockgate-knock")
     return p if p and os.access(p, os.X_OK) else None
 
 

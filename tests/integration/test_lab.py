@@ -238,7 +238,7 @@ class LabAppliances(unittest.TestCase):
         self.sleeper = subprocess.Popen(["sleep", "120"])
         with open(os.path.join(self.base, "policyd.pid"), "w") as f:
             f.write("%d\n" % self.sleeper.pid)
-        bin_dir = os.path.join(BUILD, "daemons")
+        bin_dir = BUILD
         dirs = [self.base + "-" + tag for tag in self.tags]
         for tag, port in zip(self.tags, self.ports):
             env = dict(self.env, KG_CONSOLE_PORT=port)

@@ -20,7 +20,7 @@ import kglab
 
 BUILD = os.environ.get("KG_BUILD_DIR") or os.path.join(kglab.SOURCE_DIR, "build", "debug")
 POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
-CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
+CTL = os.path.join(BUILD, "tools", "ctl", "knockgatectl")
 SHIPPED = os.path.join(kglab.SOURCE_DIR, "etc", "knockgate.conf")
 SET4 = "grant4_ssh_only"
 # CAP_KILL 5, CAP_SETGID 6, CAP_SETUID 7, CAP_NET_ADMIN 12, CAP_NET_RAW 13

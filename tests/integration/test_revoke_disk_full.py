@@ -20,7 +20,7 @@ import verdict_lab as vl
 
 BUILD = vl.BUILD
 POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
-CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
+CTL = os.path.join(BUILD, "tools", "ctl", "knockgatectl")
 SET4 = "grant4_ssh_only"
 TMPFS_SIZE = "8m"  # the revocation journal (1 MiB), the database and its WAL
 

@@ -17,8 +17,8 @@ import verdict_lab as vl
 BUILD = vl.BUILD
 POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
 CAPTURED = os.path.join(BUILD, "daemons", "captured", "knockgate-captured")
-KNOCK = os.path.join(BUILD, "daemons", "knock", "knockgate-knock")
-CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
+KNOCK = os.path.join(BUILD, "tools", "knock", "knockgate-knock")
+CTL = os.path.join(BUILD, "tools", "ctl", "knockgatectl")
 
 SPA_KEY_B64 = "pwczPhemmcJqsBpRrPjZWsiXfxFUY4GXO0Z8D/QEV/A="
 SPA_HMAC_B64 = ("QgPNwQ5XkZ5T7hfJx2Hl2NMODfopUJE9W/1n9VEfMS2v4xAdBxZq1rk2dXibwbkspTWfHlOxwEhhI0T6mz94"

@@ -15,9 +15,9 @@ import kglab
 BUILD = os.environ.get("KG_BUILD_DIR") or os.path.join(kglab.SOURCE_DIR, "build", "debug")
 POLICYD = os.path.join(BUILD, "daemons", "policyd", "knockgate-policyd")
 WEBD = os.path.join(BUILD, "daemons", "webd", "knockgate-webd")
-CTL = os.path.join(BUILD, "daemons", "ctl", "knockgatectl")
+CTL = os.path.join(BUILD, "tools", "ctl", "knockgatectl")
 CAPTURED = os.path.join(BUILD, "daemons", "captured", "knockgate-captured")
-KNOCK = os.path.join(BUILD, "daemons", "knock", "knockgate-knock")
+KNOCK = os.path.join(BUILD, "tools", "knock", "knockgate-knock")
 WEB_ROOT = os.path.join(kglab.SOURCE_DIR, "web")
 PASSWORD = "correct horse battery"
 CLONE_NEWNET = 0x40000000

@@ -1,13 +1,13 @@
 // The capture filter is checked by running it, in libpcap's own BPF interpreter, on
 // cooked-v2 packets built here: what passes must be exactly what could be a knock.
-#include "filter.h"
-
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <pcap/pcap.h>
 
 #include <cstring>
 #include <vector>
+
+#include "captured/filter.h"
 
 namespace kg::captured {
 namespace {
@@ -112,7 +112,8 @@ FilterInputs lab_inputs() {
   in.ifindexes = {3};
   in.local_addrs = {*IpAddr::parse("203.0.113.1"), *IpAddr::parse("2001:db8:1::1")};
   in.doors.push_back({{{Proto::tcp, 7000}, {Proto::tcp, 8000}, {Proto::udp, 9000}},
-                      TcpFlagsTest{tcpflag::syn, tcpflag::ack}, std::nullopt});
+                      TcpFlagsTest{tcpflag::syn, tcpflag::ack},
+                      std::nullopt});
   in.doors.push_back({{{Proto::tcp, 5000}}, TcpFlagsTest{}, IpAddr::parse("192.0.2.80")});
   return in;
 }

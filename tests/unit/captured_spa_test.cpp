@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "captured/spa_gate.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "spa/encode.h"
-#include "spa_gate.h"
 
 namespace kg::captured {
 namespace {

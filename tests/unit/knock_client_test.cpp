@@ -1,6 +1,9 @@
 // knockgate-knock's parsing: hits, the command line, client files, one-time sequences,
 // and what a hit puts on the wire (loopback sockets, no namespaces needed).
+#include "knock/knock_client.h"
+
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -13,9 +16,7 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-#include "knock_client.h"
+#include "knock/spa_client.h"
 
 using namespace kg::knockclient;
 using kg::Knock;
@@ -153,6 +154,38 @@ TEST(CommandLine, Errors) {
   EXPECT_EQ(parse_err({"-4", "-6", "h", "1"}), "-4 and -6 exclude each other");
   EXPECT_EQ(parse_err({"--verbose=1", "h", "1"}), "option '--verbose' takes no value");
   EXPECT_NE(parse_err({"h", "70000"}).find("1-65535"), std::string::npos);
+}
+
+// fwknop's client options through getopt_long: clusters, attached values, --name=value,
+// operands anywhere, and the parser's own messages for what getopt refuses.
+TEST(SpaCommandLine, FwknopOptionsAndErrors) {
+  const std::vector<std::string> base = {"--spa",          "-A",    "tcp/22", "-a", "198.51.100.7",
+                                         "--key-rijndael", "secret"};
+  auto with = [&base](std::vector<std::string> more) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), more.begin(), more.end());
+    return parse_spa_command_line(args);
+  };
+  auto o = with({"-vT", "-p8443", "--server-proto=tcp", "gw.example"});
+  ASSERT_TRUE(o.ok()) << o.error().message;
+  EXPECT_TRUE(o->verbose);
+  EXPECT_TRUE(o->test);
+  EXPECT_EQ(o->port, 8443);
+  EXPECT_EQ(o->host, "gw.example");
+  EXPECT_EQ(o->access, (std::vector<std::string>{"tcp/22"}));
+  o = with({"-D", "gw.example", "--fw-timeout", "30", "--use-hmac", "--key-hmac", "other"});
+  ASSERT_TRUE(o.ok()) << o.error().message;
+  EXPECT_EQ(o->client_timeout, 30u);
+  EXPECT_TRUE(o->use_hmac);
+
+  EXPECT_EQ(with({"gw", "-D"}).error().message, "option -D needs a value");
+  EXPECT_EQ(with({"gw", "--server-port"}).error().message, "option --server-port needs a value");
+  EXPECT_EQ(with({"gw", "--bogus"}).error().message, "unknown SPA option --bogus");
+  EXPECT_EQ(with({"gw", "-x"}).error().message, "unknown SPA option -x");
+  EXPECT_EQ(with({"gw", "--verbose=1"}).error().message, "option --verbose takes no value");
+  EXPECT_EQ(with({"gw", "-p", "0"}).error().message, "bad port '0'");
+  EXPECT_NE(with({"gw", "-R"}).error().message.find("-R"), std::string::npos);
+  EXPECT_EQ(with({"gw", "other"}).error().message, "one destination only");
 }
 
 TEST(CommandLine, ConfigMode) {

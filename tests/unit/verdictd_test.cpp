@@ -9,11 +9,11 @@
 #include <random>
 #include <vector>
 
-#include "decision.h"
-#include "grant_cache.h"
-#include "grant_sync.h"
-#include "hold_table.h"
-#include "profiles.h"
+#include "verdictd/decision.h"
+#include "verdictd/grant_cache.h"
+#include "verdictd/grant_sync.h"
+#include "verdictd/hold_table.h"
+#include "verdictd/profiles.h"
 
 namespace {
 bool g_count_allocations = false;

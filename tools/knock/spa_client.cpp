@@ -1,4 +1,4 @@
-#include "spa_client.h"
+#include "knock/spa_client.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -11,7 +11,8 @@
 #include <cstring>
 #include <ctime>
 
-#include "knock_client.h"
+#include "knock/command_words.h"
+#include "knock/knock_client.h"
 #include "spa/access.h"
 #include "spa/base64.h"
 
@@ -50,115 +51,173 @@ bool wants_spa(const std::vector<std::string>& args) {
   return false;
 }
 
-Result<SpaOptions> parse_spa_command_line(const std::vector<std::string>& args) {
-  SpaOptions o;
+namespace {
+
+// Codes of the long options without a short form.
+enum SpaOption : int {
+  kSpa = 256,
+  kKeyRijndael,
+  kKeyBase64Rijndael,
+  kKeyHmac,
+  kKeyBase64Hmac,
+  kUseHmac,
+  kHmacDigestType,
+};
+
+const option kSpaLongOptions[] = {
+    {"spa", no_argument, nullptr, kSpa},
+    {"help", no_argument, nullptr, 'h'},
+    {"key-gen", no_argument, nullptr, 'k'},
+    {"destination", required_argument, nullptr, 'D'},
+    {"access", required_argument, nullptr, 'A'},
+    {"allow-ip", required_argument, nullptr, 'a'},
+    {"source-ip", no_argument, nullptr, 's'},
+    {"resolve-ip-https", no_argument, nullptr, 'R'},
+    {"spoof-user", required_argument, nullptr, 'U'},
+    {"key-rijndael", required_argument, nullptr, kKeyRijndael},
+    {"key-base64-rijndael", required_argument, nullptr, kKeyBase64Rijndael},
+    {"key-hmac", required_argument, nullptr, kKeyHmac},
+    {"key-base64-hmac", required_argument, nullptr, kKeyBase64Hmac},
+    {"use-hmac", no_argument, nullptr, kUseHmac},
+    {"hmac-digest-type", required_argument, nullptr, kHmacDigestType},
+    {"digest-type", required_argument, nullptr, 'm'},
+    {"encryption-mode", required_argument, nullptr, 'M'},
+    {"server-proto", required_argument, nullptr, 'P'},
+    {"server-port", required_argument, nullptr, 'p'},
+    {"fw-timeout", required_argument, nullptr, 'f'},
+    {"test", no_argument, nullptr, 'T'},
+    {"verbose", no_argument, nullptr, 'v'},
+    {nullptr, 0, nullptr, 0},
+};
+
+// The options as given, before the key checks of parse_spa_command_line.
+struct SpaWords {
   std::optional<std::string> key, key_b64, hmac, hmac_b64;
   std::optional<spa::DigestType> hmac_type;
   std::optional<spa::EncryptionMode> mode;
-  std::vector<std::string> operands;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::optional<std::string> attached;
-    if (a.starts_with("--") && a.find('=') != std::string::npos) {
-      attached = a.substr(a.find('=') + 1);
-      a = a.substr(0, a.find('='));
-    }
-    auto value = [&]() -> Result<std::string> {
-      if (attached) return *attached;
-      if (i + 1 >= args.size()) return usage("option " + a + " needs a value");
-      return args[++i];
-    };
-    auto take = [&](std::string& into) -> Result<Ok> {
-      auto v = value();
-      if (!v) return v.error();
-      into = *v;
-      return Ok{};
-    };
-    std::string v;
-    if (a == "--spa") continue;
-    if (a == "-h" || a == "--help") {
+};
+
+Result<Ok> apply_spa_option(SpaOptions& o, SpaWords& w, int code, const std::string& v) {
+  switch (code) {
+    case kSpa:
+      break;
+    case 'h':
       o.help = true;
-    } else if (a == "-k" || a == "--key-gen") {
+      break;
+    case 'k':
       o.key_gen = true;
-    } else if (a == "-D" || a == "--destination") {
-      if (auto r = take(o.host); !r) return r.error();
-    } else if (a == "-A" || a == "--access") {
-      if (auto r = take(v); !r) return r.error();
+      break;
+    case 'D':
+      o.host = v;
+      break;
+    case 'A':
       o.access.push_back(v);
-    } else if (a == "-a" || a == "--allow-ip") {
-      if (auto r = take(v); !r) return r.error();
+      break;
+    case 'a':
       o.allow_ip = v;
-    } else if (a == "-s" || a == "--source-ip") {
+      break;
+    case 's':
       o.use_source = true;
-    } else if (a == "-R" || a == "--resolve-ip-https") {
+      break;
+    case 'R':
       return usage("-R (resolve the external address over HTTPS) is not supported: use -a or -s");
-    } else if (a == "-U" || a == "--spoof-user") {
-      if (auto r = take(o.user); !r) return r.error();
-    } else if (a == "--key-rijndael") {
-      if (auto r = take(v); !r) return r.error();
-      key = v;
-    } else if (a == "--key-base64-rijndael") {
-      if (auto r = take(v); !r) return r.error();
-      key_b64 = v;
-    } else if (a == "--key-hmac") {
-      if (auto r = take(v); !r) return r.error();
-      hmac = v;
-    } else if (a == "--key-base64-hmac") {
-      if (auto r = take(v); !r) return r.error();
-      hmac_b64 = v;
-    } else if (a == "--use-hmac") {
+    case 'U':
+      o.user = v;
+      break;
+    case kKeyRijndael:
+      w.key = v;
+      break;
+    case kKeyBase64Rijndael:
+      w.key_b64 = v;
+      break;
+    case kKeyHmac:
+      w.hmac = v;
+      break;
+    case kKeyBase64Hmac:
+      w.hmac_b64 = v;
+      break;
+    case kUseHmac:
       o.use_hmac = true;
-    } else if (a == "--hmac-digest-type") {
-      if (auto r = take(v); !r) return r.error();
-      hmac_type = spa::parse_digest_name(v);
-      if (!hmac_type) return usage("unknown HMAC digest type '" + v + "'");
-    } else if (a == "-m" || a == "--digest-type") {
-      if (auto r = take(v); !r) return r.error();
+      break;
+    case kHmacDigestType:
+      w.hmac_type = spa::parse_digest_name(v);
+      if (!w.hmac_type) return usage("unknown HMAC digest type '" + v + "'");
+      break;
+    case 'm': {
       auto d = spa::parse_digest_name(v);
       if (!d) return usage("unknown digest type '" + v + "'");
       o.digest = *d;
-    } else if (a == "-M" || a == "--encryption-mode") {
-      if (auto r = take(v); !r) return r.error();
-      mode = spa::parse_encryption_mode(v);
-      if (!mode) return usage("unknown encryption mode '" + v + "'");
-    } else if (a == "-P" || a == "--server-proto") {
-      if (auto r = take(v); !r) return r.error();
+      break;
+    }
+    case 'M':
+      w.mode = spa::parse_encryption_mode(v);
+      if (!w.mode) return usage("unknown encryption mode '" + v + "'");
+      break;
+    case 'P': {
       auto t = spa::parse_transport(v);
       if (!t) return usage("-P takes udp, tcp or http (got '" + v + "')");
       o.transport = *t;
-    } else if (a == "-p" || a == "--server-port") {
-      if (auto r = take(v); !r) return r.error();
+      break;
+    }
+    case 'p': {
       unsigned p = 0;
       auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), p);
       if (ec != std::errc() || end != v.data() + v.size() || p < 1 || p > 65535) {
         return usage("bad port '" + v + "'");
       }
       o.port = static_cast<uint16_t>(p);
-    } else if (a == "-f" || a == "--fw-timeout") {
-      if (auto r = take(v); !r) return r.error();
+      break;
+    }
+    case 'f': {
       unsigned t = 0;
       auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), t);
       if (ec != std::errc() || end != v.data() + v.size() || t > spa::kMaxClientTimeout) {
         return usage("bad timeout '" + v + "'");
       }
       o.client_timeout = t;
-    } else if (a == "-4") {
-      o.family = 4;
-    } else if (a == "-6") {
-      o.family = 6;
-    } else if (a == "--test" || a == "-T") {
-      o.test = true;
-    } else if (a == "-v" || a == "--verbose") {
-      o.verbose = true;
-    } else if (a == "--") {
-      operands.insert(operands.end(), args.begin() + static_cast<long>(i) + 1, args.end());
       break;
-    } else if (!a.empty() && a[0] == '-') {
-      return usage("unknown SPA option " + a);
-    } else {
-      operands.push_back(a);
     }
+    case '4':
+      o.family = 4;
+      break;
+    case '6':
+      o.family = 6;
+      break;
+    case 'T':
+      o.test = true;
+      break;
+    case 'v':
+      o.verbose = true;
+      break;
+    default:
+      break;
   }
+  return Ok{};
+}
+
+}  // namespace
+
+Result<SpaOptions> parse_spa_command_line(const std::vector<std::string>& args) {
+  SpaOptions o;
+  SpaWords w;
+  std::vector<std::string> operands;
+  auto apply = [&](int code, const std::string& value) {
+    return apply_spa_option(o, w, code, value);
+  };
+  auto refuse = [](const OptionError& e) {
+    if (e.kind == OptionError::Kind::needs_value)
+      return usage("option " + e.word + " needs a value");
+    if (e.kind == OptionError::Kind::takes_no_value) {
+      return usage("option " + e.word + " takes no value");
+    }
+    return usage("unknown SPA option " + e.word);
+  };
+  if (auto r = scan_options(args, "hkD:A:a:sRU:m:M:P:p:f:46Tv", kSpaLongOptions, apply, refuse,
+                            operands);
+      !r) {
+    return r.error();
+  }
+  auto& [key, key_b64, hmac, hmac_b64, hmac_type, mode] = w;
   if (o.help || o.key_gen) {
     if (hmac_type) o.keys.hmac_type = *hmac_type;
     return o;

@@ -44,9 +44,9 @@ struct Options {
   bool version = false;
 };
 
-// Parses argv[1..]: short options may be clustered (-uv), values attached (-d500) or
-// separate, long ones as --delay=500 or --delay 500; "--" ends the options. Errors are
-// usage errors (exit 1).
+// Parses argv[1..] with getopt_long: short options may be clustered (-uv), values attached
+// (-d500) or separate, long ones as --delay=500 or --delay 500; "--" ends the options.
+// Errors are usage errors (exit 1).
 Result<Options> parse_command_line(const std::vector<std::string>& args);
 std::string usage_text(std::string_view program);
 

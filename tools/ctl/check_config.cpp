@@ -2,8 +2,8 @@
 #include <cstdio>
 #include <string>
 
-#include "commands.h"
 #include "config/config.h"
+#include "ctl/commands.h"
 
 namespace kg::ctl {
 

@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "commands.h"
 #include "config/config.h"
 #include "config/values.h"
+#include "ctl/commands.h"
 
 namespace kg::ctl {
 namespace {

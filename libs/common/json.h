@@ -1,15 +1,17 @@
-// A minimal JSON writer for policyd's control replies and feed events: objects, arrays,
-// strings (escaped per RFC 8259), integers, booleans, null. Output only; nothing parses.
+// The one JSON writer of every daemon and tool (policyd's control replies and feed events,
+// webd's API, knockgatectl watch): objects, arrays, strings (escaped per RFC 8259),
+// integers, booleans, null. Output only; webd/json.h reads JSON.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace kg::policyd::json {
+namespace kg::json {
 
-// kg::json_quote (common/json_quote.h): `"text"` escaped, < > & too. Bytes ≥ 0x80 pass
-// through (our strings are UTF-8 or ASCII).
+// `"text"` with quotes, backslashes and control characters escaped per RFC 8259, and
+// < > & and DEL as \u00XX too, so JSON echoed into any context cannot open a tag. Bytes
+// >= 0x80 pass through (the callers' texts are UTF-8 or were validated as such).
 std::string quote(std::string_view text);
 
 // Builds one JSON value. Commas are inserted between members and elements.
@@ -28,6 +30,8 @@ class Writer {
   Writer& value(uint64_t number);
   Writer& value(int number) { return value(static_cast<int64_t>(number)); }
   Writer& value(bool flag);
+  // Whole numbers below 2^53 without a fraction, others in %.17g.
+  Writer& number(double n);
   Writer& null();
   // A value that is already JSON text.
   Writer& raw(std::string_view json);
@@ -41,4 +45,4 @@ class Writer {
   bool need_comma_ = false;
 };
 
-}  // namespace kg::policyd::json
+}  // namespace kg::json

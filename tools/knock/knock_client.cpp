@@ -1,4 +1,4 @@
-#include "knock_client.h"
+#include "knock/knock_client.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -11,6 +11,8 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+
+#include "knock/command_words.h"
 
 namespace kg::knockclient {
 namespace {
@@ -73,7 +75,9 @@ std::optional<Proto> parse_proto(std::string_view text) {
   return std::nullopt;
 }
 
-Error err(std::string message) { return Error{std::move(message)}; }
+Error err(std::string message) {
+  return Error{std::move(message)};
+}
 
 // The knockd sequence item: a numeric port, then an optional ":proto".
 Result<Knock> parse_item(std::string_view text, Proto default_proto, bool allow_service) {
@@ -85,8 +89,8 @@ Result<Knock> parse_item(std::string_view text, Proto default_proto, bool allow_
     const std::string_view proto_text = item.substr(colon + 1);
     const auto p = parse_proto(proto_text);
     if (!p) {
-      return err("'" + std::string(item) + "': unknown protocol '" +
-                 std::string(trim(proto_text)) + "' (tcp or udp)");
+      return err("'" + std::string(item) + "': unknown protocol '" + std::string(trim(proto_text)) +
+                 "' (tcp or udp)");
     }
     proto = *p;
   }
@@ -104,8 +108,8 @@ Result<Knock> parse_item(std::string_view text, Proto default_proto, bool allow_
     if (const servent* s = ::getservbyname(name.c_str(), proto_name(proto))) {
       return Knock{proto, ntohs(static_cast<uint16_t>(s->s_port))};
     }
-    return err("'" + std::string(item) + "': not a port number or a known " +
-               proto_name(proto) + " service");
+    return err("'" + std::string(item) + "': not a port number or a known " + proto_name(proto) +
+               " service");
   }
   return err("'" + std::string(item) + "': port must be a number 1-65535");
 }
@@ -123,13 +127,20 @@ Result<Ok> add_tcpflags(std::string_view value, TcpFlagsTest& test) {
     }
     const std::string name = lower(token);
     uint8_t bit = 0;
-    if (name == "fin") bit = tcpflag::fin;
-    else if (name == "syn") bit = tcpflag::syn;
-    else if (name == "rst") bit = tcpflag::rst;
-    else if (name == "psh") bit = tcpflag::psh;
-    else if (name == "ack") bit = tcpflag::ack;
-    else if (name == "urg") bit = tcpflag::urg;
-    else return err("unrecognized flag '" + std::string(token) + "'");
+    if (name == "fin")
+      bit = tcpflag::fin;
+    else if (name == "syn")
+      bit = tcpflag::syn;
+    else if (name == "rst")
+      bit = tcpflag::rst;
+    else if (name == "psh")
+      bit = tcpflag::psh;
+    else if (name == "ack")
+      bit = tcpflag::ack;
+    else if (name == "urg")
+      bit = tcpflag::urg;
+    else
+      return err("unrecognized flag '" + std::string(token) + "'");
     if (must_clear) {
       test.must_clear = static_cast<uint8_t>(test.must_clear | bit);
     } else {
@@ -159,8 +170,8 @@ std::string dir_of(const std::string& path) {
 // Keys of knockd and knockgate doors that only the server uses.
 bool is_server_door_key(const std::string& key) {
   static const char* const keys[] = {
-      "seq_timeout", "timeout", "command", "start_command", "stop_command", "command_6",
-      "start_command_6", "stop_command_6", "cmd_timeout", "grant"};
+      "seq_timeout", "timeout",         "command",        "start_command", "stop_command",
+      "command_6",   "start_command_6", "stop_command_6", "cmd_timeout",   "grant"};
   for (const char* k : keys) {
     if (key == k) return true;
   }
@@ -205,9 +216,11 @@ Result<int> parse_millis(std::string_view text, std::string_view what) {
 
 std::string usage_text(std::string_view program) {
   std::string p(program);
-  return "usage: " + p + " [options] <host> <port[:proto]> [port[:proto]] ...\n" +
-         "       " + p + " [options] -c FILE [-p DOOR] [host]\n"
-         "       " + p + " [options] -p DOOR [host]\n"
+  return "usage: " + p + " [options] <host> <port[:proto]> [port[:proto]] ...\n" + "       " + p +
+         " [options] -c FILE [-p DOOR] [host]\n"
+         "       " +
+         p +
+         " [options] -p DOOR [host]\n"
          "options:\n"
          "  -u, --udp            make all port hits use UDP (default is TCP)\n"
          "  -d, --delay <t>      wait <t> milliseconds after each port hit\n"
@@ -221,121 +234,77 @@ std::string usage_text(std::string_view program) {
          "  -V, --version        display version\n"
          "  -h, --help           this help\n"
          "\n"
-         "example:  " + p + " myserver.example.com 123:tcp 456:udp 789:tcp\n";
+         "example:  " +
+         p + " myserver.example.com 123:tcp 456:udp 789:tcp\n";
 }
 
 Result<Options> parse_command_line(const std::vector<std::string>& args) {
   Options o;
   std::vector<std::string> positional;
+  constexpr int kWait = 256;  // --wait has no short form
+  static const option long_options[] = {
+      {"udp", no_argument, nullptr, 'u'},          {"delay", required_argument, nullptr, 'd'},
+      {"ipv4", no_argument, nullptr, '4'},         {"ipv6", no_argument, nullptr, '6'},
+      {"verbose", no_argument, nullptr, 'v'},      {"version", no_argument, nullptr, 'V'},
+      {"help", no_argument, nullptr, 'h'},         {"config", required_argument, nullptr, 'c'},
+      {"door", required_argument, nullptr, 'p'},   {"profile", required_argument, nullptr, 'p'},
+      {"wait", required_argument, nullptr, kWait}, {nullptr, 0, nullptr, 0}};
 
-  // Options that take a value, by short and long name.
-  struct Spec {
-    char short_name;
-    const char* long_name;
-    bool has_value;
-  };
-  static const Spec specs[] = {
-      {'u', "udp", false},   {'d', "delay", true},   {'4', "ipv4", false},
-      {'6', "ipv6", false},  {'v', "verbose", false}, {'V', "version", false},
-      {'h', "help", false},  {'c', "config", true},  {'p', "door", true},
-      {'p', "profile", true}, {'\0', "wait", true}};
-
-  auto apply = [&](char short_name, const char* long_name,
-                   const std::string& value) -> Result<Ok> {
-    const std::string name = long_name ? long_name : std::string(1, short_name);
-    if (name == "udp" || name == "u") {
-      o.all_udp = true;
-    } else if (name == "delay" || name == "d") {
-      auto ms = parse_millis(value, "delay");
-      if (!ms) return ms.error();
-      o.delay_ms = *ms;
-    } else if (name == "wait") {
-      auto ms = parse_millis(value, "wait");
-      if (!ms) return ms.error();
-      o.wait_ms = *ms;
-    } else if (name == "ipv4" || name == "4") {
-      if (o.family == FamilyWanted::v6) return err("-4 and -6 exclude each other");
-      o.family = FamilyWanted::v4;
-    } else if (name == "ipv6" || name == "6") {
-      if (o.family == FamilyWanted::v4) return err("-4 and -6 exclude each other");
-      o.family = FamilyWanted::v6;
-    } else if (name == "verbose" || name == "v") {
-      o.verbose = true;
-    } else if (name == "version" || name == "V") {
-      o.version = true;
-    } else if (name == "help" || name == "h") {
-      o.help = true;
-    } else if (name == "config" || name == "c") {
-      if (value.empty()) return err("-c needs a file name");
-      o.config_file = value;
-    } else if (name == "door" || name == "profile" || name == "p") {
-      if (value.empty()) return err("-p needs a door name");
-      o.door_name = value;
+  auto apply = [&](int code, const std::string& value) -> Result<Ok> {
+    switch (code) {
+      case 'u':
+        o.all_udp = true;
+        break;
+      case 'd':
+      case kWait: {
+        auto ms = parse_millis(value, code == 'd' ? "delay" : "wait");
+        if (!ms) return ms.error();
+        (code == 'd' ? o.delay_ms : o.wait_ms) = *ms;
+        break;
+      }
+      case '4':
+      case '6': {
+        const FamilyWanted want = code == '4' ? FamilyWanted::v4 : FamilyWanted::v6;
+        if (o.family && *o.family != want) {
+          return err("-4 and -6 exclude each other");
+        }
+        o.family = want;
+        break;
+      }
+      case 'v':
+        o.verbose = true;
+        break;
+      case 'V':
+        o.version = true;
+        break;
+      case 'h':
+        o.help = true;
+        break;
+      case 'c':
+        if (value.empty()) return err("-c needs a file name");
+        o.config_file = value;
+        break;
+      case 'p':
+        if (value.empty()) return err("-p needs a door name");
+        o.door_name = value;
+        break;
+      default:
+        break;
     }
     return Ok{};
   };
-
-  bool options_done = false;
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    if (options_done || a.size() < 2 || a[0] != '-') {
-      positional.push_back(a);  // includes "-" alone
-      continue;
+  auto refuse = [](const OptionError& e) {
+    switch (e.kind) {
+      case OptionError::Kind::needs_value:
+        return err("option '" + e.word + "' needs a value");
+      case OptionError::Kind::takes_no_value:
+        return err("option '" + e.word + "' takes no value");
+      default:
+        return err("unknown option '" + e.word + "'");
     }
-    if (a == "--") {
-      options_done = true;
-      continue;
-    }
-    if (a[1] == '-') {  // --name or --name=value
-      const size_t eq = a.find('=');
-      const std::string name = a.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-      const Spec* spec = nullptr;
-      for (const Spec& s : specs) {
-        if (name == s.long_name) spec = &s;
-      }
-      if (!spec) return err("unknown option '--" + name + "'");
-      std::string value;
-      if (spec->has_value) {
-        if (eq != std::string::npos) {
-          value = a.substr(eq + 1);
-        } else if (i + 1 < args.size()) {
-          value = args[++i];
-        } else {
-          return err("option '--" + name + "' needs a value");
-        }
-      } else if (eq != std::string::npos) {
-        return err("option '--" + name + "' takes no value");
-      }
-      auto r = apply(spec->short_name, spec->long_name, value);
-      if (!r) return r.error();
-      continue;
-    }
-    // -abc clusters; a value-taking option consumes the rest or the next argument.
-    for (size_t j = 1; j < a.size(); ++j) {
-      const Spec* spec = nullptr;
-      for (const Spec& s : specs) {
-        if (s.short_name != '\0' && s.short_name == a[j]) {
-          spec = &s;
-          break;
-        }
-      }
-      if (!spec) return err(std::string("unknown option '-") + a[j] + "'");
-      std::string value;
-      if (spec->has_value) {
-        if (j + 1 < a.size()) {
-          value = a.substr(j + 1);
-        } else if (i + 1 < args.size()) {
-          value = args[++i];
-        } else {
-          return err(std::string("option '-") + a[j] + "' needs a value");
-        }
-        auto r = apply(spec->short_name, nullptr, value);
-        if (!r) return r.error();
-        break;
-      }
-      auto r = apply(spec->short_name, nullptr, value);
-      if (!r) return r.error();
-    }
+  };
+  if (auto r = scan_options(args, "ud:46vVhc:p:", long_options, apply, refuse, positional); !r) {
+    return r.error();
   }
 
   if (o.help || o.version) return o;
@@ -344,7 +313,8 @@ Result<Options> parse_command_line(const std::vector<std::string>& args) {
     if (positional.size() > 1) {
       return err("with -c or -p the door gives the ports; only a host may follow");
     }
-    if (o.all_udp) return err("-u cannot be used with -c or -p: the door's sequence sets protocols");
+    if (o.all_udp)
+      return err("-u cannot be used with -c or -p: the door's sequence sets protocols");
     if (!positional.empty()) o.host = positional[0];
     return o;
   }
@@ -521,7 +491,9 @@ std::string default_config_path() {
   return std::string(home && *home ? home : ".") + "/.config/knockgate/knock.conf";
 }
 
-bool plain_syn_satisfies(const TcpFlagsTest& test) { return test.matches(tcpflag::syn); }
+bool plain_syn_satisfies(const TcpFlagsTest& test) {
+  return test.matches(tcpflag::syn);
+}
 
 // ---------------------------------------------------------------- one-time sequences
 
@@ -560,15 +532,15 @@ Result<Ok> consume_one_time(const std::string& path, const OneTimePick& pick) {
 
 Result<Target> resolve(const std::string& host, FamilyWanted family) {
   addrinfo hints{};
-  hints.ai_family = family == FamilyWanted::v4 ? AF_INET
+  hints.ai_family = family == FamilyWanted::v4   ? AF_INET
                     : family == FamilyWanted::v6 ? AF_INET6
                                                  : AF_UNSPEC;
   hints.ai_socktype = SOCK_DGRAM;  // one entry per address
   addrinfo* raw = nullptr;
   const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &raw);
   if (rc != 0) {
-    return err("cannot resolve '" + host + "': " +
-               (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc)));
+    return err("cannot resolve '" + host +
+               "': " + (rc == EAI_SYSTEM ? std::strerror(errno) : ::gai_strerror(rc)));
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(raw, &::freeaddrinfo);
   for (const addrinfo* ai = list.get(); ai; ai = ai->ai_next) {
@@ -602,8 +574,8 @@ Result<Ok> send_hit(const Target& target, const Knock& hit) {
     reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(hit.port);
   }
   const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
-  const std::string what = std::string(proto_name(hit.proto)) + " " + target.ip.str() + ":" +
-                           std::to_string(hit.port);
+  const std::string what =
+      std::string(proto_name(hit.proto)) + " " + target.ip.str() + ":" + std::to_string(hit.port);
 
   if (hit.proto == Proto::tcp) {
     UniqueFd fd(::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));

@@ -7,8 +7,8 @@
 #include <thread>
 #include <vector>
 
-#include "knock_client.h"
-#include "spa_client.h"
+#include "knock/knock_client.h"
+#include "knock/spa_client.h"
 
 namespace {
 
@@ -94,8 +94,10 @@ int run(const std::vector<std::string>& args) {
     const ClientDoor& door = **picked;
     if (host.empty()) host = door.host;
     if (host.empty()) {
-      return fail("no host for door '" + door.name + "': give one on the command line or "
-                  "'host =' in " + door.file + ":" + std::to_string(door.line));
+      return fail("no host for door '" + door.name +
+                  "': give one on the command line or "
+                  "'host =' in " +
+                  door.file + ":" + std::to_string(door.line));
     }
     if (!door.one_time_file.empty()) {
       auto pick = pick_one_time(door.one_time_file);

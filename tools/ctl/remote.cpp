@@ -8,8 +8,9 @@
 #include <optional>
 #include <string>
 
-#include "commands.h"
+#include "common/json.h"
 #include "config/config.h"
+#include "ctl/commands.h"
 #include "ipc/client.h"
 #include "ipc/messages.h"
 
@@ -48,13 +49,36 @@ ipc::ClientOptions client_options(const std::string& path) {
   return o;
 }
 
-std::string grant_json(const ipc::GrantRecord& g) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "\"0x%08x/0x%08x\"", g.fwmark, g.fwmark_mask);
-  return "{\"id\":" + std::to_string(g.id) + ",\"source\":\"" + g.source.str() +
-         "\",\"profile\":\"" + g.profile + "\",\"method\":\"" + ipc::grant_method_name(g.method) +
-         "\",\"created_ns\":" + std::to_string(g.created_ns) +
-         ",\"expires_ns\":" + std::to_string(g.expires_ns) + ",\"fwmark\":" + buf + "}";
+void grant_json(json::Writer& w, const ipc::GrantRecord& g) {
+  char mark[32];
+  std::snprintf(mark, sizeof mark, "0x%08x/0x%08x", g.fwmark, g.fwmark_mask);
+  w.begin_object().key("id").value(g.id).key("source").value(g.source.str());
+  w.key("profile").value(g.profile).key("method").value(ipc::grant_method_name(g.method));
+  w.key("created_ns").value(g.created_ns).key("expires_ns").value(g.expires_ns);
+  w.key("fwmark").value(mark).end_object();
+}
+
+// One broadcast message as the JSON line `watch` prints; empty for other messages.
+std::string watch_line(const ipc::Message& m) {
+  json::Writer w;
+  if (const auto* snap = std::get_if<ipc::GrantSnapshot>(&m)) {
+    w.begin_object().key("snapshot").begin_object().key("seq").value(snap->seq);
+    w.key("first").value(snap->first).key("last").value(snap->last).key("grants").begin_array();
+    for (const auto& g : snap->grants) grant_json(w, g);
+    w.end_array().end_object().end_object();
+  } else if (const auto* d = std::get_if<ipc::GrantDelta>(&m)) {
+    w.begin_object().key("delta").begin_object().key("seq").value(d->seq);
+    w.key("op").value(ipc::grant_op_name(d->op)).key("grant");
+    grant_json(w, d->grant);
+    w.key("reason").value(d->reason).end_object().end_object();
+  } else if (const auto* f = std::get_if<ipc::FeedEvent>(&m)) {
+    w.begin_object().key("feed").begin_object().key("kind").value(f->kind);
+    w.key("source").value(f->source ? f->source->str() : "");
+    w.key("audit_id").value(f->audit_id);
+    w.key("detail").raw(f->detail_json.empty() ? "{}" : f->detail_json);
+    w.end_object().end_object();
+  }
+  return w.take();
 }
 
 }  // namespace
@@ -113,7 +137,12 @@ int run_watch(const GlobalOptions& global, const Args& args) {
     if (args[i] == "--feed") {
       topics |= ipc::kTopicFeed;
     } else if (args[i] == "--count" && i + 1 < args.size()) {
-      count = std::strtol(std::string(args[++i]).c_str(), nullptr, 10);
+      auto n = ipc::control::parse_number("--count", args[++i], 1, INT32_MAX);
+      if (!n) {
+        std::fprintf(stderr, "knockgatectl: watch %s\n", n.error().message.c_str());
+        return kExitUsage;
+      }
+      count = static_cast<long>(*n);
     } else {
       (void)std::fputs("usage: knockgatectl watch [--feed] [--count N]\n", stderr);
       return kExitUsage;
@@ -145,29 +174,10 @@ int run_watch(const GlobalOptions& global, const Args& args) {
     }
   });
   client.on_message([&](const ipc::Message& m) {
-    if (const auto* snap = std::get_if<ipc::GrantSnapshot>(&m)) {
-      std::string line = "{\"snapshot\":{\"seq\":" + std::to_string(snap->seq) +
-                         ",\"first\":" + (snap->first ? "true" : "false") +
-                         ",\"last\":" + (snap->last ? "true" : "false") + ",\"grants\":[";
-      for (size_t i = 0; i < snap->grants.size(); ++i) {
-        if (i) line += ",";
-        line += grant_json(snap->grants[i]);
-      }
-      std::printf("%s]}}\n", line.c_str());
-      printed();
-    } else if (const auto* d = std::get_if<ipc::GrantDelta>(&m)) {
-      std::printf("{\"delta\":{\"seq\":%llu,\"op\":\"%s\",\"grant\":%s,\"reason\":\"%s\"}}\n",
-                  static_cast<unsigned long long>(d->seq), ipc::grant_op_name(d->op),
-                  grant_json(d->grant).c_str(), d->reason.c_str());
-      printed();
-    } else if (const auto* f = std::get_if<ipc::FeedEvent>(&m)) {
-      std::printf(
-          "{\"feed\":{\"kind\":\"%s\",\"source\":\"%s\",\"audit_id\":%llu,\"detail\":%s}}\n",
-          f->kind.c_str(), f->source ? f->source->str().c_str() : "",
-          static_cast<unsigned long long>(f->audit_id),
-          f->detail_json.empty() ? "{}" : f->detail_json.c_str());
-      printed();
-    }
+    const std::string line = watch_line(m);
+    if (line.empty()) return;
+    std::printf("%s\n", line.c_str());
+    printed();
   });
   if (auto started = client.start(); !started) {
     std::fprintf(stderr, "knockgatectl: %s\n", started.error().message.c_str());

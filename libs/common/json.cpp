@@ -1,13 +1,44 @@
-#include "policyd/json.h"
+#include "common/json.h"
 
+#include <cmath>
 #include <cstdio>
 
-#include "common/json_quote.h"
-
-namespace kg::policyd::json {
+namespace kg::json {
 
 std::string quote(std::string_view text) {
-  return kg::json_quote(text);
+  std::string out;
+  out.reserve(text.size() + 2);
+  out += '"';
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (u < 0x20 || u == 0x7f || c == '<' || c == '>' || c == '&') {
+          char buf[8];
+          (void)std::snprintf(buf, sizeof buf, "\\u%04x", u);
+          out += buf;
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+  return out;
 }
 
 void Writer::separate() {
@@ -73,6 +104,18 @@ Writer& Writer::value(bool flag) {
   return *this;
 }
 
+Writer& Writer::number(double n) {
+  separate();
+  char buf[32];
+  if (n == std::floor(n) && std::fabs(n) < 9.0e15) {
+    (void)std::snprintf(buf, sizeof buf, "%.0f", n);
+  } else {
+    (void)std::snprintf(buf, sizeof buf, "%.17g", n);
+  }
+  out_ += buf;
+  return *this;
+}
+
 Writer& Writer::null() {
   separate();
   out_ += "null";
@@ -85,4 +128,4 @@ Writer& Writer::raw(std::string_view json) {
   return *this;
 }
 
-}  // namespace kg::policyd::json
+}  // namespace kg::json
