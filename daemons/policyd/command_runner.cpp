@@ -41,10 +41,6 @@ Error spawn_error(const char* what, int rc) {
   return Error{std::string(what) + ": " + std::strerror(rc)};
 }
 
-}  // namespace
-
-namespace {
-
 // The same child as posix_spawn makes below, but with a change of user before the exec,
 // which posix_spawn cannot do. Between fork and exec only async-signal-safe calls.
 Result<pid_t> fork_shell_as(char* const argv[], char* const envp[], const CommandRunner::RunAs& as) {
@@ -70,18 +66,22 @@ Result<pid_t> fork_shell_as(char* const argv[], char* const envp[], const Comman
   ::_exit(127);
 }
 
+// `sh -c COMMAND` with the fixed environment, as the char* arrays exec wants (it does
+// not write them).
+struct ShellArgs {
+  explicit ShellArgs(const std::string& command) : script(command) {}
+  ShellArgs(const ShellArgs&) = delete;
+  ShellArgs& operator=(const ShellArgs&) = delete;
+  std::string arg0 = "sh", arg1 = "-c", script, path = kCommandPath;
+  char* argv[4] = {arg0.data(), arg1.data(), script.data(), nullptr};
+  char* envp[2] = {path.data(), nullptr};
+};
+
 }  // namespace
 
 Result<pid_t> CommandRunner::spawn_shell(const std::string& command, const RunAs* as) {
-  if (as != nullptr) {
-    std::string arg0 = "sh";
-    std::string arg1 = "-c";
-    std::string arg2 = command;
-    char* argv[] = {arg0.data(), arg1.data(), arg2.data(), nullptr};
-    std::string path = kCommandPath;
-    char* envp[] = {path.data(), nullptr};
-    return fork_shell_as(argv, envp, *as);
-  }
+  ShellArgs args(command);
+  if (as != nullptr) return fork_shell_as(args.argv, args.envp, *as);
   SpawnAttr attr;
   if (attr.rc != 0) return spawn_error("posix_spawnattr_init", attr.rc);
   // The daemon's handlers (asio's) and mask must not leak into the admin's command.
@@ -102,16 +102,8 @@ Result<pid_t> CommandRunner::spawn_shell(const std::string& command, const RunAs
   if (rc == 0) rc = posix_spawn_file_actions_addchdir_np(&actions.actions, "/");
   if (rc != 0) return spawn_error("posix_spawn_file_actions", rc);
 
-  // posix_spawn's argv/envp are char* const[] for C compatibility; it does not write them.
-  std::string arg0 = "sh";
-  std::string arg1 = "-c";
-  std::string arg2 = command;
-  char* argv[] = {arg0.data(), arg1.data(), arg2.data(), nullptr};
-  std::string path = kCommandPath;
-  char* envp[] = {path.data(), nullptr};
-
   pid_t pid = -1;
-  rc = posix_spawn(&pid, "/bin/sh", &actions.actions, &attr.attr, argv, envp);
+  rc = posix_spawn(&pid, "/bin/sh", &actions.actions, &attr.attr, args.argv, args.envp);
   if (rc != 0) return spawn_error("posix_spawn /bin/sh", rc);
   return pid;
 }

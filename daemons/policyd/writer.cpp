@@ -95,6 +95,9 @@ class KernelWriter {
   ipc::KernelReply apply(ipc::Reconcile m);
   void run_command(const ipc::RunCommand& m);
   Result<Ok> check_grants(std::span<const ipc::GrantInstall> grants) const;
+  template <typename Change>
+  ipc::KernelReply checked_change(uint32_t request_id, std::span<const ipc::GrantInstall> grants,
+                                  Change change);
   Result<std::string> command_for(const ipc::RunCommand& m) const;
   void send(const ipc::KernelMessage& m);
   void wait_signal();
@@ -307,35 +310,38 @@ Result<Ok> KernelWriter::check_grants(std::span<const ipc::GrantInstall> grants)
   return Ok{};
 }
 
-ipc::KernelReply KernelWriter::apply(const ipc::AddGrants& m) {
-  ipc::KernelReply reply{m.request_id, false, 0, {}};
-  if (auto checked = check_grants(m.grants); !checked) {
+// The reply to a set-element request: refused unless every grant passes check_grants,
+// else what `change` (the kernel call, returning a count) says.
+template <typename Change>
+ipc::KernelReply KernelWriter::checked_change(uint32_t request_id,
+                                              std::span<const ipc::GrantInstall> grants,
+                                              Change change) {
+  ipc::KernelReply reply{request_id, false, 0, {}};
+  if (auto checked = check_grants(grants); !checked) {
     log::error("engine: " + checked.error().message);
     reply.text = checked.error().message;
     return reply;
   }
-  auto added = kernel_->add_grants(m.grants);
-  reply.ok = static_cast<bool>(added);
-  reply.count = m.grants.size();
-  if (!added) reply.text = added.error().message;
+  Result<size_t> done = change();
+  reply.ok = static_cast<bool>(done);
+  if (done) {
+    reply.count = *done;
+  } else {
+    reply.text = done.error().message;
+  }
   return reply;
 }
 
+ipc::KernelReply KernelWriter::apply(const ipc::AddGrants& m) {
+  return checked_change(m.request_id, m.grants, [&]() -> Result<size_t> {
+    auto added = kernel_->add_grants(m.grants);
+    if (!added) return added.error();
+    return m.grants.size();
+  });
+}
+
 ipc::KernelReply KernelWriter::apply(const ipc::RemoveGrants& m) {
-  ipc::KernelReply reply{m.request_id, false, 0, {}};
-  if (auto checked = check_grants(m.grants); !checked) {
-    log::error("engine: " + checked.error().message);
-    reply.text = checked.error().message;
-    return reply;
-  }
-  auto removed = kernel_->remove_grants(m.grants);
-  reply.ok = static_cast<bool>(removed);
-  if (removed) {
-    reply.count = *removed;
-  } else {
-    reply.text = removed.error().message;
-  }
-  return reply;
+  return checked_change(m.request_id, m.grants, [&] { return kernel_->remove_grants(m.grants); });
 }
 
 ipc::KernelReply KernelWriter::apply(ipc::Reconcile m) {

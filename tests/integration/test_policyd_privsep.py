@@ -177,58 +177,60 @@ class PrivsepTest(unittest.TestCase):
         self.wait(lambda: "203.0.113.7" in self.set_elements(), 5, "the grant's element")
         # The engine's request for a door's command, as it sends it after a knock (knocks
         # themselves, with captured, run commands in integration_lab and knockd_diff).
+        (reply,) = self.as_engine(lambda s: [self.ask(s, run_command(900, "recordUid", False,
+                                                                      "198.51.100.9"), 900)])
+        self.assertTrue(reply[1], reply)
+        path = os.path.join(self.w, "cmd-198.51.100.9")
+        self.wait(lambda: self.file_text(path), 5, "the door's command")
+        self.assertEqual(self.file_text(path), "0")  # as root, as knockd
+
+    def as_engine(self, talk):
+        """Plays a compromised engine: stops the real one, takes its end of the channel
+        and lets `talk(socket)` speak to the writer."""
         engine = self.engine_pid()
         os.kill(engine, signal.SIGSTOP)
         try:
-            fd = take_fd(engine, 3)
-            with socket.socket(fileno=fd) as s:
+            with socket.socket(fileno=take_fd(engine, 3)) as s:
                 s.settimeout(5)
-                s.send(run_command(900, "recordUid", False, "198.51.100.9"))
-                reply = self.read_reply(s, 900)
+                return talk(s)
         finally:
             os.kill(engine, signal.SIGCONT)
-        self.assertTrue(reply[1], reply)
-        path = os.path.join(self.w, "cmd-198.51.100.9")
-        self.wait(lambda: os.path.exists(path) and open(path).read().strip() != "", 5,
-                  "the door's command")
-        with open(path) as f:
-            self.assertEqual(f.read().strip(), "0")  # as root, as knockd
 
-    def read_reply(self, s, request_id):
+    @staticmethod
+    def ask(s, datagram, request_id):
+        s.send(datagram)
         while True:
             r = decode_reply(s.recv(70000))
             if r is not None and r[0] == request_id:
                 return r
 
+    def file_text(self, path):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return ""
+
     def test_3_requests_outside_the_set_are_refused(self):
         before = self.set_elements()
-        engine = self.engine_pid()
-        os.kill(engine, signal.SIGSTOP)
         far = (int(time.time()) + 3600) * 10**9
-        try:
-            fd = take_fd(engine, 3)
-            with socket.socket(fileno=fd) as s:
-                s.settimeout(5)
-                cases = [
-                    (bytes([99]) + b"\0" * 8, 0, "unknown kernel request type 99"),
-                    (add_grants(11, [grant(5, "203.0.113.50", "no-such-profile", far)]), 11,
-                     "names profile no-such-profile, which the config does not define"),
-                    (add_grants(12, [grant(6, "203.0.113.51", "ssh-only", far)])[:-3], 0,
-                     "truncated"),
-                    (run_command(13, "no-such-door", False, "203.0.113.52"), 13,
-                     "door no-such-door is not configured"),
-                    (run_command(14, "openSSH", False, "203.0.113.53"), 14,
-                     "door openSSH has no start command"),
-                    (bytes([1]) + string("forged WriterReady"), 0, "is not a request"),
-                ]
-                for datagram, rid, reason in cases:
-                    s.send(datagram)
-                    reply = self.read_reply(s, rid)
-                    self.assertFalse(reply[1], reply)
-                    self.assertIn(reason, reply[3])
-                    self.assertIn("refused", reply[3])
-        finally:
-            os.kill(engine, signal.SIGCONT)
+        cases = [
+            (bytes([99]) + b"\0" * 8, 0, "unknown kernel request type 99"),
+            (add_grants(11, [grant(5, "203.0.113.50", "no-such-profile", far)]), 11,
+             "names profile no-such-profile, which the config does not define"),
+            (add_grants(12, [grant(6, "203.0.113.51", "ssh-only", far)])[:-3], 0,
+             "truncated"),
+            (run_command(13, "no-such-door", False, "203.0.113.52"), 13,
+             "door no-such-door is not configured"),
+            (run_command(14, "openSSH", False, "203.0.113.53"), 14,
+             "door openSSH has no start command"),
+            (bytes([1]) + string("forged WriterReady"), 0, "is not a request"),
+        ]
+        replies = self.as_engine(lambda s: [self.ask(s, d, rid) for d, rid, _ in cases])
+        for (_, _, reason), reply in zip(cases, replies):
+            self.assertFalse(reply[1], reply)
+            self.assertIn(reason, reply[3])
+            self.assertIn("refused", reply[3])
         self.assertEqual(self.set_elements(), before)
         self.assertFalse(os.path.exists(os.path.join(self.w, "cmd-203.0.113.52")))
         self.assertIn("engine: refused", self.policyd.output())
@@ -268,22 +270,12 @@ class PrivsepTest(unittest.TestCase):
         PrivsepTest.policyd = self.lab.start("gw", [POLICYD, "-c", self.conf, "-v"],
                                              os.path.join(self.w, "policyd2.out"))
         self.assertTrue(self.policyd.wait_for_output(r"ready:", 15), self.policyd.output())
-        engine = self.engine_pid()
-        os.kill(engine, signal.SIGSTOP)
-        try:
-            fd = take_fd(engine, 3)
-            with socket.socket(fileno=fd) as s:
-                s.settimeout(5)
-                s.send(run_command(901, "recordUid", False, "198.51.100.10"))
-                reply = self.read_reply(s, 901)
-        finally:
-            os.kill(engine, signal.SIGCONT)
+        (reply,) = self.as_engine(lambda s: [self.ask(s, run_command(901, "recordUid", False,
+                                                                      "198.51.100.10"), 901)])
         self.assertTrue(reply[1], reply)
         path = os.path.join(self.w, "cmd-198.51.100.10")
-        self.wait(lambda: os.path.exists(path) and open(path).read().strip() != "", 5,
-                  "the door's command")
-        with open(path) as f:
-            self.assertEqual(f.read().strip(), str(pwd.getpwnam("nobody").pw_uid))
+        self.wait(lambda: self.file_text(path), 5, "the door's command")
+        self.assertEqual(self.file_text(path), str(pwd.getpwnam("nobody").pw_uid))
 
 
 if __name__ == "__main__":

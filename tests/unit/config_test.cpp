@@ -210,8 +210,14 @@ TEST(OptionsKeys, EveryKey) {
       "LOGFILE = /var/log/k.log\nPidFile = /run/k.pid\nInterface = wan0, wan1\n"
       "WanInterface = wan1\nlaninterface = lan0\nDatabase = /var/k.db\nRuntimeDir = /run/k\n"
       "MaxTrackedSources = 16\nCaptureUser = cap_user\nAdminGroup = admins\nUseSyslog\n"
+      "PolicyUser = pol_user\nCommandUser = cmd_user\n"
       "[d]\nsequence = 1\n");
   const Options& o = c.options;
+  EXPECT_EQ(o.policy_user, "pol_user");
+  EXPECT_EQ(o.command_user, "cmd_user");
+  EXPECT_EQ(parse_ok("[d]\nsequence = 1\n").options.command_user, "");  // root, as knockd
+  EXPECT_EQ(only_error("[options]\nPolicyUser = a b\n[d]\nsequence=1\n"),
+            "t.conf:2: policyuser: \"a b\" is not a valid user name");
   EXPECT_TRUE(o.use_syslog);
   EXPECT_EQ(o.log_file, "/var/log/k.log");
   EXPECT_EQ(o.pid_file, "/run/k.pid");
@@ -953,6 +959,7 @@ TEST(Dump, CanonicalForm) {
             "ManagementPorts = tcp/22\n"
             "Database = /var/lib/knockgate/knockgate.db\n"
             "RuntimeDir = /run/knockgate\nMaxTrackedSources = 65536\nCaptureUser = knockgate\n"
+            "PolicyUser = knockgate-policy\n"
             "AdminGroup = knockgate-admin\nVerdictQueue = 0\nVerdictFailOpen = no\n"
             "VerdictHoldMs = 25\nVerdictUser = knockgate-verdict\n"
             "WebUser = knockgate-web\nWebPasswordFile = /etc/knockgate/web.passwd\n"
