@@ -126,7 +126,8 @@ class PolicyCore {
   Result<Ok> start();
 
   // Commits the event (dedup, audit, pending stop) and then starts its action. When
-  // this returns ok the event is durable and the sender may be acknowledged; an error
+  // this returns ok the event is committed (it survives a crash of policyd); the sender
+  // may be acknowledged after sync_now() (it then survives power loss too). An error
   // means nothing was committed and the sender should retry.
   Result<KnockOutcome> handle_knock(const KnockEventData& event);
 
