@@ -1,7 +1,7 @@
 // Grant ends (expiry, revocation) that have taken effect but are not in the database yet.
 //
 // end_grants() removes a grant from the kernel, from memory and from the subscribers
-// (verdictd's cache) before it writes anything to SQLite, so a full or failing disk never
+// (verdictd's cache) before it writes anything to the store, so a full or failing disk never
 // keeps access open. The database record follows: committed at once when it can be,
 // otherwise kept here and retried on a timer with back-off (100 ms doubling to 5 s) and
 // after any other commit succeeds. Until then:
