@@ -1,7 +1,7 @@
 // Grant ends (expiry, revocation) that have taken effect but are not in the database yet.
 //
 // end_grants() removes a grant from the kernel, from memory and from the subscribers
-// (verdictd's cache) before it writes anything to SQLite, so a full or failing disk never
+// (verdictd's cache) before it writes anything to the store, so a full or failing disk never
 // keeps access open. The database record follows: committed at once when it can be,
 // otherwise kept here and retried on a timer with back-off (100 ms doubling to 5 s) and
 // after any other commit succeeds. Until then:
@@ -18,7 +18,7 @@
 #include <set>
 
 #include "common/log.h"
-#include "policyd/policy.h"
+#include "policyd/grants.h"
 
 namespace kg::policyd {
 
@@ -27,8 +27,7 @@ constexpr std::chrono::milliseconds kFirstRetry{100};
 constexpr std::chrono::milliseconds kMaxRetry{5000};
 }  // namespace
 
-std::vector<std::optional<size_t>> PolicyCore::write_tombstones(
-    const std::vector<GrantRow>& ended) {
+std::vector<std::optional<size_t>> GrantBook::write_tombstones(const std::vector<GrantRow>& ended) {
   std::vector<std::optional<size_t>> slots(ended.size());
   if (!journal_) return slots;
   for (size_t i = 0; i < ended.size(); ++i) {
@@ -45,7 +44,7 @@ std::vector<std::optional<size_t>> PolicyCore::write_tombstones(
   return slots;
 }
 
-void PolicyCore::queue_grant_ends(std::vector<PendingEnd> ends) {
+void GrantBook::queue_grant_ends(std::vector<PendingEnd> ends) {
   bool tombstoned = false;
   for (PendingEnd& end : ends) {
     tombstoned = tombstoned || end.tombstone.has_value();
@@ -59,17 +58,17 @@ void PolicyCore::queue_grant_ends(std::vector<PendingEnd> ends) {
   record_grant_ends();
 }
 
-Result<bool> PolicyCore::write_grant_end(const PendingEnd& end) {
-  auto changed = store_->end_grant(end.row.id, end.row.state, end.row.ended_ns, end.row.ended_by,
-                                   end.row.failure);
+Result<bool> GrantBook::write_grant_end(const PendingEnd& end) {
+  auto changed = store_.end_grant(end.row.id, end.row.state, end.row.ended_ns, end.row.ended_by,
+                                  end.row.failure);
   if (!changed) return changed.error();
   if (!*changed) return false;
-  auto a = store_->append_audit(end.row.ended_ns, end.audit_kind, "", end.row.source, end.detail);
+  auto a = store_.append_audit(end.row.ended_ns, end.audit_kind, "", end.row.source, end.detail);
   if (!a) return a.error();
   return true;
 }
 
-Result<Ok> PolicyCore::write_pending_end_of(const std::string& source, std::string_view profile) {
+Result<Ok> GrantBook::write_pending_end_of(const std::string& source, std::string_view profile) {
   for (const auto& [id, end] : pending_ends_) {
     if (end.row.source != source || end.row.profile != profile) continue;
     // Left in pending_ends_: if this transaction rolls back the end is still owed, and
@@ -80,25 +79,22 @@ Result<Ok> PolicyCore::write_pending_end_of(const std::string& source, std::stri
   return Ok{};
 }
 
-bool PolicyCore::record_grant_ends() {
+bool GrantBook::record_grant_ends() {
   if (pending_ends_.empty()) return true;
   bool tombstoned = false;
   for (const auto& [id, end] : pending_ends_) tombstoned = tombstoned || end.tombstone;
   Result<Ok> done = [this, tombstoned]() -> Result<Ok> {
-    auto txn = store_->begin();
+    auto txn = store_.begin();
     if (!txn) return txn.error();
     for (const auto& [id, end] : pending_ends_) {
       auto w = write_grant_end(end);
       if (!w) return w.error();
     }
-    auto queued = write_queued_audits();
-    if (!queued) return queued.error();
-    auto c = txn->commit();
+    auto c = audits_.commit(*txn);
     if (!c) return c.error();
-    drop_written_audits(*queued);
     // On disk before the tombstones go: a power loss must not leave an `active` row
     // without its tombstone. Expiries need none: the loop's posted sync covers them.
-    return tombstoned ? store_->sync() : Result<Ok>(Ok{});
+    return tombstoned ? store_.sync() : Result<Ok>(Ok{});
   }();
   if (!done) {
     if (record_error_ != done.error().message) {
@@ -122,27 +118,26 @@ bool PolicyCore::record_grant_ends() {
   pending_ends_.clear();
   record_error_.clear();
   record_backoff_ = std::chrono::milliseconds(0);
-  if (record_timer_) record_timer_->cancel();
+  record_timer_.cancel();
   return true;
 }
 
-void PolicyCore::retry_grant_ends(bool soon) {
-  if (!record_timer_) record_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
+void GrantBook::retry_grant_ends(bool soon) {
   if (soon) {
     record_backoff_ = std::chrono::milliseconds(0);
   } else {
     record_backoff_ =
         record_backoff_.count() == 0 ? kFirstRetry : std::min(record_backoff_ * 2, kMaxRetry);
   }
-  record_timer_->expires_after(record_backoff_);
+  record_timer_.expires_after(record_backoff_);
   std::weak_ptr<int> alive = alive_;
-  record_timer_->async_wait([this, alive](const boost::system::error_code& ec) {
+  record_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
     if (ec == boost::asio::error::operation_aborted || alive.expired()) return;
     record_grant_ends();
   });
 }
 
-std::vector<GrantRow> PolicyCore::apply_tombstones(std::vector<GrantRow> rows) {
+std::vector<GrantRow> GrantBook::apply_tombstones(std::vector<GrantRow> rows) {
   if (!journal_ || journal_->loaded().empty()) return rows;
   std::map<std::pair<int64_t, int64_t>, const Tombstone*> by_grant;  // (id, created_ns)
   for (const Tombstone& t : journal_->loaded()) by_grant[{t.grant_id, t.created_ns}] = &t;
@@ -182,13 +177,13 @@ std::vector<GrantRow> PolicyCore::apply_tombstones(std::vector<GrantRow> rows) {
   return live;
 }
 
-std::string PolicyCore::grant_end_pending(int64_t id) const {
+std::string GrantBook::grant_end_pending(int64_t id) const {
   if (pending_ends_.count(id) == 0) return "";
   return record_error_.empty() ? "not written yet" : record_error_;
 }
 
-Result<std::vector<GrantRow>> PolicyCore::grant_rows(const GrantFilter& filter) {
-  auto rows = store_->grants(filter);
+Result<std::vector<GrantRow>> GrantBook::grant_rows(const GrantFilter& filter) {
+  auto rows = store_.grants(filter);
   if (!rows || pending_ends_.empty()) return rows;
   std::vector<GrantRow> out;
   out.reserve(rows->size());

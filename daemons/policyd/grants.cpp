@@ -1,14 +1,11 @@
-// PolicyCore's grant lifecycle: create/extend from knocks and control commands, expiry on
-// one steady timer, revocation, reload. Order for a new or extended grant: commit (grant
-// row + audit) → kernel (GrantInstaller) → memory → broadcast (GrantObserver). Order for
-// an end (expiry, revocation): revocation journal → kernel → memory → broadcast → commit,
-// retried until it lands (grant_records.cpp): taking access away never waits for the disk.
+// GrantBook: creation, extension, expiry, revocation, reload (see grants.h).
+#include "policyd/grants.h"
+
 #include <algorithm>
-#include <boost/asio/steady_timer.hpp>
 
 #include "common/json.h"
 #include "common/log.h"
-#include "policyd/policy.h"
+#include "policyd/wall_clock.h"
 
 namespace kg::policyd {
 
@@ -27,27 +24,53 @@ int64_t seconds_ns(std::chrono::seconds s) {
 
 }  // namespace
 
+GrantBook::GrantBook(boost::asio::io_context& io, Store& store, AuditQueue& audits,
+                     std::optional<RevocationJournal> journal)
+    : io_(io),
+      store_(store),
+      audits_(audits),
+      expiry_timer_(io),
+      journal_(std::move(journal)),
+      record_timer_(io),
+      alive_(std::make_shared<int>(0)) {}
+
+GrantBook::~GrantBook() {
+  expiry_timer_.cancel();
+  record_timer_.cancel();
+}
+
+void GrantBook::shutdown() {
+  expiry_timer_.cancel();
+  // A last try; revocations still owed stay in the revocation journal for the next start.
+  record_grant_ends();
+  record_timer_.cancel();
+}
+
+void GrantBook::database_writable() {
+  if (!pending_ends_.empty()) retry_grant_ends(true);
+}
+
 std::string describe_grant(const GrantRow& g) {
   return "grant " + std::to_string(g.id) + " profile " + g.profile + " method " + g.method +
          (g.origin.empty() ? "" : " origin " + g.origin) + " expires_ns " +
          std::to_string(g.expires_ns);
 }
 
-const GrantProfile* PolicyCore::find_profile(std::string_view name) const {
+const GrantProfile* GrantBook::find_profile(std::string_view name) const {
   for (const GrantProfile& p : profiles_) {
     if (p.name == name) return &p;
   }
   return nullptr;
 }
 
-PolicyCore::Active* PolicyCore::find_active(const std::string& source, std::string_view profile) {
-  auto k = grant_by_key_.find(grant_key(source, profile));
-  if (k == grant_by_key_.end()) return nullptr;
-  auto it = grants_.find(k->second);
-  return it == grants_.end() ? nullptr : &it->second;
+GrantBook::Active* GrantBook::find_active(const std::string& source, std::string_view profile) {
+  auto k = by_key_.find(grant_key(source, profile));
+  if (k == by_key_.end()) return nullptr;
+  auto it = active_.find(k->second);
+  return it == active_.end() ? nullptr : &it->second;
 }
 
-GrantInstall PolicyCore::install_of(const GrantRow& row) const {
+GrantInstall GrantBook::install_of(const GrantRow& row) const {
   GrantInstall g;
   g.id = static_cast<uint64_t>(row.id);
   g.source = IpAddr::parse(row.source).value_or(IpAddr{});
@@ -56,7 +79,7 @@ GrantInstall PolicyCore::install_of(const GrantRow& row) const {
   return g;
 }
 
-ipc::GrantRecord PolicyCore::record_of(const GrantRow& row) const {
+ipc::GrantRecord GrantBook::record_of(const GrantRow& row) const {
   ipc::GrantRecord r;
   r.id = static_cast<uint64_t>(row.id);
   r.source = IpAddr::parse(row.source).value_or(IpAddr{});
@@ -72,41 +95,41 @@ ipc::GrantRecord PolicyCore::record_of(const GrantRow& row) const {
   return r;
 }
 
-std::vector<ipc::GrantRecord> PolicyCore::grant_records() const {
+std::vector<ipc::GrantRecord> GrantBook::grant_records() const {
   std::vector<ipc::GrantRecord> out;
-  out.reserve(grants_.size());
-  for (const auto& [id, a] : grants_) out.push_back(record_of(a.row));
+  out.reserve(active_.size());
+  for (const auto& [id, a] : active_) out.push_back(record_of(a.row));
   return out;
 }
 
-std::vector<GrantInstall> PolicyCore::active_installs() const {
+std::vector<GrantInstall> GrantBook::active_installs() const {
   std::vector<GrantInstall> out;
-  out.reserve(grants_.size());
-  for (const auto& [id, a] : grants_) out.push_back(install_of(a.row));
+  out.reserve(active_.size());
+  for (const auto& [id, a] : active_) out.push_back(install_of(a.row));
   return out;
 }
 
-void PolicyCore::remember_grant(const GrantRow& row) {
+void GrantBook::remember_grant(const GrantRow& row) {
   forget_grant(row.id);
   Active a;
   a.row = row;
   a.source = IpAddr::parse(row.source).value_or(IpAddr{});
-  grant_by_key_[grant_key(row.source, row.profile)] = row.id;
-  grants_by_expiry_.emplace(row.expires_ns, row.id);
-  grants_.emplace(row.id, std::move(a));
+  by_key_[grant_key(row.source, row.profile)] = row.id;
+  by_expiry_.emplace(row.expires_ns, row.id);
+  active_.emplace(row.id, std::move(a));
 }
 
-void PolicyCore::forget_grant(int64_t id) {
-  auto it = grants_.find(id);
-  if (it == grants_.end()) return;
-  grants_by_expiry_.erase({it->second.row.expires_ns, id});
-  auto k = grant_by_key_.find(grant_key(it->second.row.source, it->second.row.profile));
-  if (k != grant_by_key_.end() && k->second == id) grant_by_key_.erase(k);
-  grants_.erase(it);
+void GrantBook::forget_grant(int64_t id) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  by_expiry_.erase({it->second.row.expires_ns, id});
+  auto k = by_key_.find(grant_key(it->second.row.source, it->second.row.profile));
+  if (k != by_key_.end() && k->second == id) by_key_.erase(k);
+  active_.erase(it);
 }
 
-void PolicyCore::feed(std::string_view kind, const GrantRow& row, int64_t audit_id,
-                      std::string_view extra) {
+void GrantBook::feed(std::string_view kind, const GrantRow& row, int64_t audit_id,
+                     std::string_view extra) {
   if (observer_ == nullptr) return;
   ipc::FeedEvent e;
   e.audit_id = audit_id > 0 ? static_cast<uint64_t>(audit_id) : 0;
@@ -131,8 +154,8 @@ void PolicyCore::feed(std::string_view kind, const GrantRow& row, int64_t audit_
   observer_->feed(e);
 }
 
-Result<Ok> PolicyCore::load_grants() {
-  auto rows = store_->active_grants();
+Result<Ok> GrantBook::load() {
+  auto rows = store_.active_grants();
   if (!rows) return rows.error();
   // Revoked before the restart, but the database never heard: they stay revoked.
   *rows = apply_tombstones(std::move(*rows));
@@ -147,22 +170,22 @@ Result<Ok> PolicyCore::load_grants() {
   if (!expired.empty()) {
     // Closed in the database; their kernel elements timed out on their own (and a
     // reconcile removes any that remain).
-    auto txn = store_->begin();
+    auto txn = store_.begin();
     if (!txn) return txn.error();
     for (int64_t id : expired) {
-      auto e = store_->end_grant(id, "expired", now, "", "");
+      auto e = store_.end_grant(id, "expired", now, "", "");
       if (!e) return e.error();
-      const GrantRow& row = grants_.at(id).row;
-      auto a = store_->append_audit(now, audit_kind::grant_expire, "", row.source,
-                                    describe_grant(row) + "; expired while policyd was down");
+      const GrantRow& row = active_.at(id).row;
+      auto a = store_.append_audit(now, audit_kind::grant_expire, "", row.source,
+                                   describe_grant(row) + "; expired while policyd was down");
       if (!a) return a.error();
     }
-    auto c = txn->commit();
+    auto c = audits_.commit(*txn);
     if (!c) return c.error();
     for (int64_t id : expired) forget_grant(id);
   }
   if (!rows->empty()) {
-    kg::log::info("loaded " + std::to_string(grants_.size()) + " active grant(s); " +
+    kg::log::info("loaded " + std::to_string(active_.size()) + " active grant(s); " +
                   std::to_string(expired.size()) + " expired while policyd was down");
   }
   arm_grant_timer();
@@ -170,9 +193,9 @@ Result<Ok> PolicyCore::load_grants() {
   return Ok{};
 }
 
-Result<PolicyCore::GrantResult> PolicyCore::grant_in_txn(
-    const IpAddr& source, const GrantProfile& profile, ipc::GrantMethod method,
-    std::string_view origin, std::optional<std::chrono::seconds> duration, int64_t now) {
+Result<GrantResult> GrantBook::stage(const IpAddr& source, const GrantProfile& profile,
+                                     ipc::GrantMethod method, std::string_view origin,
+                                     std::optional<std::chrono::seconds> duration, int64_t now) {
   const std::string src = source.str();
   std::chrono::seconds lifetime = duration.value_or(profile.lifetime);
   lifetime = std::min(lifetime, profile.max_lifetime);
@@ -189,8 +212,8 @@ Result<PolicyCore::GrantResult> PolicyCore::grant_in_txn(
     result.grant.state = "refused";
     result.grant.failure = src + " is " + std::string(*why) + ", never a client's source";
     result.status = GrantStatus::failed;
-    auto au = store_->append_audit(now, audit_kind::grant_requested, door, src,
-                                   "profile " + profile.name + " refused: " + result.grant.failure);
+    auto au = store_.append_audit(now, audit_kind::grant_requested, door, src,
+                                  "profile " + profile.name + " refused: " + result.grant.failure);
     if (!au) return au.error();
     kg::log::warn("no grant of " + profile.name + ": " + result.grant.failure);
     return result;
@@ -202,12 +225,12 @@ Result<PolicyCore::GrantResult> PolicyCore::grant_in_txn(
       result.status = GrantStatus::unchanged;  // already lasts that long (or at its max)
       return result;
     }
-    auto u = store_->set_grant_expires(a->row.id, wanted);
+    auto u = store_.set_grant_expires(a->row.id, wanted);
     if (!u) return u.error();
     result.grant.expires_ns = wanted;
     result.status = GrantStatus::extended;
-    auto au = store_->append_audit(now, audit_kind::grant_extend, door, src,
-                                   describe_grant(result.grant));
+    auto au =
+        store_.append_audit(now, audit_kind::grant_extend, door, src, describe_grant(result.grant));
     if (!au) return au.error();
     return result;
   }
@@ -222,17 +245,62 @@ Result<PolicyCore::GrantResult> PolicyCore::grant_in_txn(
   row.created_ns = now;
   row.expires_ns = now + seconds_ns(lifetime);
   row.max_expires_ns = now + seconds_ns(profile.max_lifetime);
-  auto id = store_->insert_grant(row);
+  auto id = store_.insert_grant(row);
   if (!id) return id.error();
   row.id = *id;
-  auto au = store_->append_audit(now, audit_kind::grant_create, door, src, describe_grant(row));
+  auto au = store_.append_audit(now, audit_kind::grant_create, door, src, describe_grant(row));
   if (!au) return au.error();
   result.grant = std::move(row);
   result.status = GrantStatus::created;
   return result;
 }
 
-void PolicyCore::apply_grants(std::vector<GrantResult>& results) {
+// The kernel refused: never leave it half-installed silently. New grants are marked
+// failed; extensions go back to their previous expiry (the old element still holds).
+void GrantBook::record_install_failure(std::vector<GrantResult>& results, const std::string& why) {
+  const int64_t now = wall_now_ns();
+  auto txn = store_.begin();
+  Result<Ok> done = txn ? Result<Ok>(Ok{}) : Result<Ok>(txn.error());
+  for (GrantResult& r : results) {
+    if (!done) break;
+    if (r.status == GrantStatus::created) {
+      auto e = store_.end_grant(r.grant.id, "failed", now, "", why);
+      if (!e) done = e.error();
+      r.grant.state = "failed";
+      r.grant.ended_ns = now;
+      r.grant.failure = why;
+    } else if (r.status == GrantStatus::extended) {
+      const Active* a = find_active(r.grant.source, r.grant.profile);
+      if (a != nullptr) {
+        auto u = store_.set_grant_expires(r.grant.id, a->row.expires_ns);
+        if (!u) done = u.error();
+        r.grant.expires_ns = a->row.expires_ns;
+      }
+    } else {
+      continue;
+    }
+    if (!done) break;
+    auto au = store_.append_audit(now, audit_kind::grant_failed, r.grant.origin, r.grant.source,
+                                  describe_grant(r.grant) + ": " + why);
+    if (!au) done = au.error();
+  }
+  if (done) done = audits_.commit(*txn);
+  if (!done) kg::log::error("recording the failed grant(s): " + done.error().message);
+  for (GrantResult& r : results) {
+    if (r.status == GrantStatus::created) {
+      // Releases verdictd's hold on the source's pending SYNs.
+      if (observer_ != nullptr) {
+        observer_->grant_changed(ipc::GrantOp::remove, record_of(r.grant), "failed: " + why);
+      }
+      feed("failed", r.grant, 0, why);
+    }
+    if (r.status == GrantStatus::created || r.status == GrantStatus::extended) {
+      r.status = GrantStatus::failed;
+    }
+  }
+}
+
+void GrantBook::apply(std::vector<GrantResult>& results) {
   std::vector<GrantInstall> batch;
   for (const GrantResult& r : results) {
     if (r.status == GrantStatus::created || r.status == GrantStatus::extended) {
@@ -242,50 +310,9 @@ void PolicyCore::apply_grants(std::vector<GrantResult>& results) {
   if (batch.empty()) return;
   Result<Ok> installed = installer_ != nullptr ? installer_->add(batch) : Result<Ok>(Ok{});
   if (!installed) {
-    // The kernel refused: never leave it half-installed silently. New grants are marked
-    // failed; extensions go back to their previous expiry (the old element still holds).
-    const std::string why = installed.error().message;
-    const int64_t now = wall_now_ns();
-    kg::log::error("kernel refused " + std::to_string(batch.size()) + " grant(s): " + why);
-    auto txn = store_->begin();
-    Result<Ok> done = txn ? Result<Ok>(Ok{}) : Result<Ok>(txn.error());
-    for (GrantResult& r : results) {
-      if (!done) break;
-      if (r.status == GrantStatus::created) {
-        auto e = store_->end_grant(r.grant.id, "failed", now, "", why);
-        if (!e) done = e.error();
-        r.grant.state = "failed";
-        r.grant.ended_ns = now;
-        r.grant.failure = why;
-      } else if (r.status == GrantStatus::extended) {
-        const Active* a = find_active(r.grant.source, r.grant.profile);
-        if (a != nullptr) {
-          auto u = store_->set_grant_expires(r.grant.id, a->row.expires_ns);
-          if (!u) done = u.error();
-          r.grant.expires_ns = a->row.expires_ns;
-        }
-      } else {
-        continue;
-      }
-      if (!done) break;
-      auto au = store_->append_audit(now, audit_kind::grant_failed, r.grant.origin, r.grant.source,
-                                     describe_grant(r.grant) + ": " + why);
-      if (!au) done = au.error();
-    }
-    if (done) done = txn->commit();
-    if (!done) kg::log::error("recording the failed grant(s): " + done.error().message);
-    for (GrantResult& r : results) {
-      if (r.status == GrantStatus::created) {
-        // Releases verdictd's hold on the source's pending SYNs.
-        if (observer_ != nullptr) {
-          observer_->grant_changed(ipc::GrantOp::remove, record_of(r.grant), "failed: " + why);
-        }
-        feed("failed", r.grant, 0, why);
-      }
-      if (r.status == GrantStatus::created || r.status == GrantStatus::extended) {
-        r.status = GrantStatus::failed;
-      }
-    }
+    kg::log::error("kernel refused " + std::to_string(batch.size()) +
+                   " grant(s): " + installed.error().message);
+    record_install_failure(results, installed.error().message);
     return;
   }
   for (const GrantResult& r : results) {
@@ -304,15 +331,15 @@ void PolicyCore::apply_grants(std::vector<GrantResult>& results) {
   arm_grant_timer();
 }
 
-Result<PolicyCore::GrantResult> PolicyCore::grant(const IpAddr& source, std::string_view profile,
-                                                  ipc::GrantMethod method, std::string_view origin,
-                                                  std::optional<std::chrono::seconds> duration) {
+Result<GrantResult> GrantBook::grant(const IpAddr& source, std::string_view profile,
+                                     ipc::GrantMethod method, std::string_view origin,
+                                     std::optional<std::chrono::seconds> duration) {
   auto many = grant_many(std::span<const IpAddr>(&source, 1), profile, method, origin, duration);
   if (!many) return many.error();
   return std::move(many->front());
 }
 
-Result<std::vector<PolicyCore::GrantResult>> PolicyCore::grant_many(
+Result<std::vector<GrantResult>> GrantBook::grant_many(
     std::span<const IpAddr> sources, std::string_view profile_name, ipc::GrantMethod method,
     std::string_view origin, std::optional<std::chrono::seconds> duration) {
   const GrantProfile* profile = find_profile(profile_name);
@@ -324,27 +351,25 @@ Result<std::vector<PolicyCore::GrantResult>> PolicyCore::grant_many(
   std::vector<GrantResult> results;
   results.reserve(sources.size());
   std::set<IpAddr> seen;
-  auto txn = store_->begin();
+  auto txn = store_.begin();
   if (!txn) return txn.error();
   for (const IpAddr& s : sources) {
     if (!seen.insert(s).second) continue;  // once per source and batch
-    auto r = grant_in_txn(s, *profile, method, origin, duration, now);
+    auto r = stage(s, *profile, method, origin, duration, now);
     if (!r) return r.error();
     results.push_back(std::move(*r));
   }
-  auto queued = write_queued_audits();
-  if (!queued) return queued.error();
-  auto c = txn->commit();
+  auto c = audits_.commit(*txn);
   if (!c) return c.error();
-  drop_written_audits(*queued);
-  apply_grants(results);
+  apply(results);
   return results;
 }
 
-Result<std::optional<PolicyCore::GrantResult>> PolicyCore::extend(
-    int64_t id, std::optional<std::chrono::seconds> duration, std::string_view by) {
-  auto it = grants_.find(id);
-  if (it == grants_.end()) return std::optional<GrantResult>{};
+Result<std::optional<GrantResult>> GrantBook::extend(int64_t id,
+                                                     std::optional<std::chrono::seconds> duration,
+                                                     std::string_view by) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return std::optional<GrantResult>{};
   const GrantRow row = it->second.row;
   const GrantProfile* profile = find_profile(row.profile);
   if (profile == nullptr) return Error{"grant " + std::to_string(id) + "'s profile is gone"};
@@ -358,30 +383,30 @@ Result<std::optional<PolicyCore::GrantResult>> PolicyCore::extend(
     result.status = GrantStatus::unchanged;
     return std::optional<GrantResult>(std::move(result));
   }
-  auto txn = store_->begin();
+  auto txn = store_.begin();
   if (!txn) return txn.error();
-  auto u = store_->set_grant_expires(id, wanted);
+  auto u = store_.set_grant_expires(id, wanted);
   if (!u) return u.error();
   result.grant.expires_ns = wanted;
   result.status = GrantStatus::extended;
-  auto au = store_->append_audit(now, audit_kind::grant_extend, "", row.source,
-                                 describe_grant(result.grant) + " by " + std::string(by));
+  auto au = store_.append_audit(now, audit_kind::grant_extend, "", row.source,
+                                describe_grant(result.grant) + " by " + std::string(by));
   if (!au) return au.error();
-  auto c = txn->commit();
+  auto c = audits_.commit(*txn);
   if (!c) return c.error();
   std::vector<GrantResult> results{std::move(result)};
-  apply_grants(results);
+  apply(results);
   return std::optional<GrantResult>(std::move(results.front()));
 }
 
-Result<std::vector<GrantRow>> PolicyCore::end_grants(std::vector<int64_t> ids,
-                                                     std::string_view state, std::string_view audit,
-                                                     std::string_view by, std::string_view reason) {
+Result<std::vector<GrantRow>> GrantBook::end_grants(std::vector<int64_t> ids,
+                                                    std::string_view state, std::string_view audit,
+                                                    std::string_view by, std::string_view reason) {
   std::vector<GrantRow> ended;
   const int64_t now = wall_now_ns();
   for (int64_t id : ids) {
-    auto it = grants_.find(id);
-    if (it == grants_.end()) continue;
+    auto it = active_.find(id);
+    if (it == active_.end()) continue;
     GrantRow row = it->second.row;
     row.state = std::string(state);
     row.ended_ns = now;
@@ -427,26 +452,26 @@ Result<std::vector<GrantRow>> PolicyCore::end_grants(std::vector<int64_t> ids,
   return ended;
 }
 
-Result<std::vector<GrantRow>> PolicyCore::revoke_id(int64_t id, std::string_view by) {
-  if (grants_.count(id) == 0) return std::vector<GrantRow>{};
+Result<std::vector<GrantRow>> GrantBook::revoke_id(int64_t id, std::string_view by) {
+  if (active_.count(id) == 0) return std::vector<GrantRow>{};
   return end_grants({id}, "revoked", audit_kind::grant_revoke, by, "revoked by " + std::string(by));
 }
 
-Result<std::vector<GrantRow>> PolicyCore::revoke_source(const IpAddr& source, std::string_view by) {
+Result<std::vector<GrantRow>> GrantBook::revoke_source(const IpAddr& source, std::string_view by) {
   std::vector<int64_t> ids;
-  for (const auto& [id, a] : grants_) {
+  for (const auto& [id, a] : active_) {
     if (a.source == source) ids.push_back(id);
   }
   return end_grants(std::move(ids), "revoked", audit_kind::grant_revoke, by,
                     "revoked by " + std::string(by));
 }
 
-void PolicyCore::set_profiles(std::vector<GrantProfile> profiles) {
+void GrantBook::set_profiles(std::vector<GrantProfile> profiles) {
   std::vector<GrantProfile> old = std::move(profiles_);
   profiles_ = std::move(profiles);
   std::vector<int64_t> gone;
   std::vector<int64_t> remarked;
-  for (const auto& [id, a] : grants_) {
+  for (const auto& [id, a] : active_) {
     const GrantProfile* now = find_profile(a.row.profile);
     if (now == nullptr) {
       gone.push_back(id);
@@ -466,38 +491,37 @@ void PolicyCore::set_profiles(std::vector<GrantProfile> profiles) {
   }
   // Subscribers must never mark with a stale value: the grant goes and comes back.
   for (int64_t id : remarked) {
-    auto it = grants_.find(id);
-    if (it == grants_.end() || observer_ == nullptr) continue;
+    auto it = active_.find(id);
+    if (it == active_.end() || observer_ == nullptr) continue;
     const ipc::GrantRecord record = record_of(it->second.row);
     observer_->grant_changed(ipc::GrantOp::remove, record, "profile changed");
     observer_->grant_changed(ipc::GrantOp::add, record, "");
   }
 }
 
-void PolicyCore::arm_grant_timer() {
-  if (!grant_timer_) grant_timer_ = std::make_unique<boost::asio::steady_timer>(io_);
-  if (grants_by_expiry_.empty()) {
-    grant_timer_armed_ = false;
-    grant_timer_->cancel();
+void GrantBook::arm_grant_timer() {
+  if (by_expiry_.empty()) {
+    expiry_timer_armed_ = false;
+    expiry_timer_.cancel();
     return;
   }
-  const int64_t first = grants_by_expiry_.begin()->first;
-  if (grant_timer_armed_ && grant_timer_at_ == first) return;
-  grant_timer_armed_ = true;
-  grant_timer_at_ = first;
-  grant_timer_->expires_at(steady_from_wall(first));
+  const int64_t first = by_expiry_.begin()->first;
+  if (expiry_timer_armed_ && expiry_timer_at_ == first) return;
+  expiry_timer_armed_ = true;
+  expiry_timer_at_ = first;
+  expiry_timer_.expires_at(steady_from_wall(first));
   std::weak_ptr<int> alive = alive_;
-  grant_timer_->async_wait([this, alive](const boost::system::error_code& ec) {
+  expiry_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
     if (ec == boost::asio::error::operation_aborted || alive.expired()) return;
-    grant_timer_armed_ = false;
+    expiry_timer_armed_ = false;
     on_grant_timer();
   });
 }
 
-void PolicyCore::on_grant_timer() {
+void GrantBook::on_grant_timer() {
   const int64_t now = wall_now_ns();
   std::vector<int64_t> due;
-  for (const auto& [expires, id] : grants_by_expiry_) {
+  for (const auto& [expires, id] : by_expiry_) {
     if (expires > now) break;
     const int64_t late_us = (now - expires) / 1000;
     worst_expiry_late_us_ = std::max(worst_expiry_late_us_, late_us);

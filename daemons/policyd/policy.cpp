@@ -2,7 +2,6 @@
 
 #include <boost/asio/post.hpp>
 #include <cstddef>
-#include <ctime>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -39,12 +38,6 @@ knocklog::Entry entry_for_source(std::string_view source, std::string_view door,
 }
 
 }  // namespace
-
-int64_t wall_now_ns() {
-  struct timespec ts {};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<int64_t>(ts.tv_nsec);
-}
 
 const char* knock_outcome_name(KnockOutcome o) {
   switch (o) {
@@ -87,11 +80,14 @@ const std::string& select_command(const std::string& v4, const std::optional<std
 }
 
 PolicyCore::PolicyCore(boost::asio::io_context& io, knocklog::Writer& log, Options options,
-                       std::unique_ptr<Store> store, std::vector<DoorActions> doors)
+                       std::unique_ptr<Store> store, std::optional<RevocationJournal> journal,
+                       std::vector<DoorActions> doors)
     : io_(io),
       log_(log),
       options_(std::move(options)),
       store_(std::move(store)),
+      audits_(io, *store_),
+      grants_(io, *store_, audits_, std::move(journal)),
       doors_(std::move(doors)),
       runner_(io, options_.max_running_commands, options_.max_queued_commands),
       timer_(io),
@@ -99,22 +95,26 @@ PolicyCore::PolicyCore(boost::asio::io_context& io, knocklog::Writer& log, Optio
 
 PolicyCore::~PolicyCore() {
   timer_.cancel();
-  if (grant_timer_) grant_timer_->cancel();
-  if (record_timer_) record_timer_->cancel();
   flush_audit();
 }
 
 Result<std::unique_ptr<PolicyCore>> PolicyCore::open(boost::asio::io_context& io,
                                                      knocklog::Writer& log, Options options,
                                                      std::vector<DoorActions> doors) {
-  auto store = Store::open(options.database_path);
+  auto store = open_database(options.database_path);
   if (!store) return store.error();
+  return open(io, log, std::move(options), std::move(doors), std::move(*store));
+}
+
+Result<std::unique_ptr<PolicyCore>> PolicyCore::open(boost::asio::io_context& io,
+                                                     knocklog::Writer& log, Options options,
+                                                     std::vector<DoorActions> doors,
+                                                     std::unique_ptr<Store> store) {
   // Reserved now, while there is space: revocations must not need any later.
   auto journal = RevocationJournal::open(options.database_path + "-revocations");
   if (!journal) return journal.error();
-  std::unique_ptr<PolicyCore> core(
-      new PolicyCore(io, log, std::move(options), std::move(*store), std::move(doors)));
-  core->journal_ = std::move(*journal);
+  std::unique_ptr<PolicyCore> core(new PolicyCore(io, log, std::move(options), std::move(store),
+                                                  std::move(*journal), std::move(doors)));
   // Whatever committed in a handler is synced right after it, once its action is out.
   PolicyCore* self = core.get();
   core->store_->on_commit([self] {
@@ -124,7 +124,7 @@ Result<std::unique_ptr<PolicyCore>> PolicyCore::open(boost::asio::io_context& io
       self->sync_posted_ = false;
       self->sync_now();
       // The database takes writes again: grant ends still owed need not wait for back-off.
-      if (!self->pending_ends_.empty()) self->retry_grant_ends(true);
+      self->grants_.database_writable();
     });
   });
   return core;
@@ -159,11 +159,8 @@ Result<Ok> PolicyCore::start() {
 
 void PolicyCore::shutdown() {
   timer_.cancel();
-  if (grant_timer_) grant_timer_->cancel();
-  // A last try; revocations still owed stay in the revocation journal for the next start.
-  record_grant_ends();
-  if (record_timer_) record_timer_->cancel();
-  audit_later(
+  grants_.shutdown();
+  audits_.add(
       audit_kind::daemon_stop, "", "",
       std::to_string(scheduled_.size()) + " pending stop command(s) kept for the next start");
   flush_audit();
@@ -177,11 +174,11 @@ void PolicyCore::set_doors(std::vector<DoorActions> doors) {
 }
 
 void PolicyCore::audit_config_reload(std::string_view path) {
-  audit_later(audit_kind::config_reload, "", "", path);
+  audits_.add(audit_kind::config_reload, "", "", path);
 }
 
 void PolicyCore::audit_login_lockout(std::string_view source, std::string_view detail_json) {
-  audit_later(audit_kind::web_login_lockout, "", source, detail_json);
+  audits_.add(audit_kind::web_login_lockout, "", source, detail_json);
 }
 
 const DoorActions* PolicyCore::find_door(std::string_view name) const {
@@ -206,7 +203,7 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
   }
   const DoorActions* door = find_door(event.door);
   const GrantProfile* profile =
-      door != nullptr && !door->grant.empty() ? find_profile(door->grant) : nullptr;
+      door != nullptr && !door->grant.empty() ? grants_.find_profile(door->grant) : nullptr;
   if (profile != nullptr && observer_ != nullptr && !never_a_client(event.source)) {
     // Before the commit: verdictd holds this source's SYNs until the grant is in.
     observer_->grant_pending(event.source, profile->name,
@@ -221,8 +218,8 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
       if (!g) return g.error();
       return Ok{};
     }
-    auto r = grant_in_txn(event.source, *profile, ipc::GrantMethod::knock, door->name, std::nullopt,
-                          now);
+    auto r = grants_.stage(event.source, *profile, ipc::GrantMethod::knock, door->name,
+                           std::nullopt, now);
     if (!r) return r.error();
     granted.push_back(std::move(*r));
     return Ok{};
@@ -244,11 +241,8 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
   if (door == nullptr) {
     auto a = store_->append_audit(now, audit_kind::unknown_door, event.door, source, detail);
     if (!a) return a.error();
-    auto queued = write_queued_audits();
-    if (!queued) return queued.error();
-    auto c = txn->commit();
+    auto c = audits_.commit(*txn);
     if (!c) return c.error();
-    drop_written_audits(*queued);
     kg::log::warn(source + ": " + event.door +
                   ": knock for a door policyd does not know "
                   "(configs out of step?); nothing run");
@@ -275,7 +269,7 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
     log_.write(
         entry_for_source(source, door->name, "OPEN SESAME (already open, stop deferred)", "open"));
     feed_knock(door->name, source, *a);
-    apply_grants(granted);
+    grants_.apply(granted);
     if (!door->one_time_sequences.empty()) consume_one_time(*door, *one_time, source);
     PendingStop moved = row;
     moved.due_time_ns = due;
@@ -312,7 +306,7 @@ Result<KnockOutcome> PolicyCore::handle_knock(const KnockEventData& event) {
 
   log_.write(knocklog::open_sesame(event.source, door->name));
   feed_knock(door->name, source, knock_audit_id);
-  apply_grants(granted);
+  grants_.apply(granted);
   if (!door->one_time_sequences.empty()) consume_one_time(*door, *one_time, source);
   if (!start_command.empty()) run_start_command(*door, event.source, std::move(start_command));
   if (stop) {
@@ -352,12 +346,12 @@ void PolicyCore::run_start_command(const DoorActions& door, const IpAddr& source
   job.source = source;
   job.on_start = [this, door_name, src, key, command](Result<pid_t> pid) {
     if (pid) {
-      audit_later(audit_kind::command_run, door_name, src,
+      audits_.add(audit_kind::command_run, door_name, src,
                   "pid " + std::to_string(*pid) + ": " + command);
       return;
     }
     kg::log::error(door_name + ": cannot run command: " + pid.error().message);
-    audit_later(audit_kind::command_failed, door_name, src, pid.error().message);
+    audits_.add(audit_kind::command_failed, door_name, src, pid.error().message);
     start_finished(key);
   };
   job.on_exit = [this, door_name, src, key](const ExitStatus& status) {
@@ -373,7 +367,7 @@ void PolicyCore::run_start_command(const DoorActions& door, const IpAddr& source
       break;
     case CommandRunner::Submitted::rejected:
       kg::log::error(door_name + ": command queue full; start command for " + src + " dropped");
-      audit_later(audit_kind::command_dropped, door_name, src, command);
+      audits_.add(audit_kind::command_dropped, door_name, src, command);
       start_finished(key);
       break;
   }
@@ -382,7 +376,7 @@ void PolicyCore::run_start_command(const DoorActions& door, const IpAddr& source
 void PolicyCore::report_exit(const std::string& door, const std::string& source,
                              const ExitStatus& status) {
   if (!status.success()) log_.write(knocklog::command_status(door, status.status_code()));
-  audit_later(audit_kind::command_status, door, source, status.describe());
+  audits_.add(audit_kind::command_status, door, source, status.describe());
 }
 
 void PolicyCore::start_finished(const std::string& key) {
@@ -395,13 +389,6 @@ void PolicyCore::start_finished(const std::string& key) {
   if (stop == stop_by_key_.end()) return;
   auto s = scheduled_.find(stop->second);
   if (s != scheduled_.end() && s->second.waiting_for_start) fire_stop(s->first);
-}
-
-PolicyCore::SteadyTime PolicyCore::steady_from_wall(int64_t wall_ns) const {
-  // Timers run on the monotonic clock so wall-clock steps do not move them; the database
-  // keeps wall time because it must mean the same after a restart.
-  const int64_t delta = wall_ns - wall_now_ns();
-  return std::chrono::steady_clock::now() + std::chrono::nanoseconds(delta);
 }
 
 void PolicyCore::schedule(PendingStop row) {
@@ -469,7 +456,7 @@ void PolicyCore::fire_stop(int64_t id) {
   if (!s.timeout_logged) {
     s.timeout_logged = true;
     log_.write(entry_for_source(source, door, "command timeout", "command_timeout"));
-    audit_later(audit_kind::command_timeout, door, source, "");
+    audits_.add(audit_kind::command_timeout, door, source, "");
   }
   if (starts_in_flight_.count(key) != 0) {
     if (!s.waiting_for_start) {
@@ -495,7 +482,7 @@ void PolicyCore::fire_stop(int64_t id) {
       // Keep the row: retry soon, and at the next start if we die meanwhile.
       kg::log::error(door + ": cannot run stop command: " + pid.error().message + "; retrying in " +
                      std::to_string(options_.stop_retry.count()) + " s");
-      audit_later(audit_kind::command_failed, door, source, pid.error().message);
+      audits_.add(audit_kind::command_failed, door, source, pid.error().message);
       PendingStop row;
       row.id = id;
       row.door = door;
@@ -509,25 +496,12 @@ void PolicyCore::fire_stop(int64_t id) {
     }
     // The row goes only once the stop runs: a crash before this line runs it again at
     // the next start (at least once, never lost).
+    // stop_run goes through the queue: it follows command_timeout and the other rows
+    // queued meanwhile, and shares their commit.
+    audits_.add(audit_kind::stop_run, door, source, "pid " + std::to_string(*pid) + ": " + command);
     auto txn = store_->begin();
-    Result<Ok> done = txn ? Result<Ok>(Ok{}) : Result<Ok>(txn.error());
-    size_t queued = 0;
-    if (done) {
-      auto w = write_queued_audits();  // command_timeout and friends share this fsync
-      if (w) {
-        queued = *w;
-      } else {
-        done = w.error();
-      }
-    }
-    if (done) done = store_->delete_pending_stop(id);
-    if (done) {
-      auto a = store_->append_audit(wall_now_ns(), audit_kind::stop_run, door, source,
-                                    "pid " + std::to_string(*pid) + ": " + command);
-      if (!a) done = a.error();
-    }
-    if (done) done = txn->commit();
-    if (done) drop_written_audits(queued);
+    Result<Ok> done = txn ? store_->delete_pending_stop(id) : Result<Ok>(txn.error());
+    if (done) done = audits_.commit(*txn);
     if (!done) {
       kg::log::error(door + ": stop command for " + source + " ran but its database row remains (" +
                      done.error().message + "); it will run again at the next start");
@@ -552,7 +526,7 @@ std::string sequence_text(const std::vector<Knock>& sequence) {
 
 // The tail of every knock's transaction: the one-time line used (if any) and the audit
 // rows queued since the last commit go in with the event, then it commits.
-Result<PolicyCore::OneTimeStep> PolicyCore::commit_knock(sql::Transaction& txn,
+Result<PolicyCore::OneTimeStep> PolicyCore::commit_knock(Store::Transaction& txn,
                                                          const DoorActions& door,
                                                          const std::string& source, int64_t now) {
   OneTimeStep one_time;
@@ -561,11 +535,8 @@ Result<PolicyCore::OneTimeStep> PolicyCore::commit_knock(sql::Transaction& txn,
     if (!step) return step.error();
     one_time = std::move(*step);
   }
-  auto queued = write_queued_audits();
-  if (!queued) return queued.error();
-  auto c = txn.commit();
+  auto c = audits_.commit(txn);
   if (!c) return c.error();
-  drop_written_audits(*queued);
   return one_time;
 }
 
@@ -614,7 +585,7 @@ void PolicyCore::consume_one_time(const DoorActions& door, OneTimeStep& step,
     // Recorded as used in the database, but the file still offers it: say so loudly.
     kg::log::error(door.name +
                    ": could not mark the used one-time sequence: " + next.error().message);
-    audit_later(audit_kind::one_time_error, door.name, source, next.error().message);
+    audits_.add(audit_kind::one_time_error, door.name, source, next.error().message);
     return;
   }
   if (!next->has_value()) {
@@ -627,7 +598,7 @@ void PolicyCore::consume_one_time(const DoorActions& door, OneTimeStep& step,
 
 void PolicyCore::announce_exhausted(const DoorActions& door, const std::string& source) {
   log_.write(knocklog::one_time_exhausted(door.name));
-  audit_later(audit_kind::one_time_exhausted, door.name, source, door.one_time_sequences);
+  audits_.add(audit_kind::one_time_exhausted, door.name, source, door.one_time_sequences);
   if (sequence_update_sink_) sequence_update_sink_(DoorSequenceUpdate{door.name, true, {}});
 }
 
@@ -645,52 +616,8 @@ std::vector<DoorSequenceUpdate> PolicyCore::one_time_snapshot() const {
   return out;
 }
 
-void PolicyCore::audit_later(std::string_view kind, std::string_view door, std::string_view source,
-                             std::string_view detail) {
-  audit_queue_.push_back(QueuedAudit{wall_now_ns(), std::string(kind), std::string(door),
-                                     std::string(source), std::string(detail)});
-  if (audit_flush_posted_) return;
-  audit_flush_posted_ = true;
-  std::weak_ptr<int> alive = alive_;
-  boost::asio::post(io_, [this, alive] {
-    if (alive.expired()) return;
-    audit_flush_posted_ = false;
-    flush_audit();
-  });
-}
-
-Result<size_t> PolicyCore::write_queued_audits() {
-  for (const QueuedAudit& a : audit_queue_) {
-    auto r = store_->append_audit(a.time_ns, a.kind, a.door, a.source, a.detail);
-    if (!r) return r.error();
-  }
-  return audit_queue_.size();
-}
-
-void PolicyCore::drop_written_audits(size_t count) {
-  audit_queue_.erase(audit_queue_.begin(),
-                     audit_queue_.begin() + static_cast<std::ptrdiff_t>(count));
-}
-
 void PolicyCore::flush_audit() {
-  if (audit_queue_.empty()) return;
-  auto txn = store_->begin();
-  Result<size_t> written = txn ? write_queued_audits() : Result<size_t>(txn.error());
-  Result<Ok> committed = written ? txn->commit() : Result<Ok>(written.error());
-  if (committed) {
-    drop_written_audits(*written);
-    return;
-  }
-  kg::log::error(std::to_string(audit_queue_.size()) +
-                 " audit record(s) not written yet: " + committed.error().message);
-  // Kept for the next attempt, within reason: a database that stays broken must not
-  // grow memory without bound.
-  constexpr size_t kMaxQueued = 100000;
-  if (audit_queue_.size() > kMaxQueued) {
-    kg::log::error("dropping " + std::to_string(audit_queue_.size() - kMaxQueued) +
-                   " unwritten audit record(s)");
-    drop_written_audits(audit_queue_.size() - kMaxQueued);
-  }
+  audits_.flush();
 }
 
 }  // namespace kg::policyd

@@ -1,7 +1,8 @@
 // policyd's core: turns committed knock events into knockd-style actions. It owns the
-// database, the command runner and the pending-stop timer, and runs on one asio
-// io_context (single-threaded). The socket server in main.cpp feeds it events; tests
-// call handle_knock() directly.
+// store, the command runner, the pending-stop timer, the one-time sequences, the SPA
+// replay check and the grant book (grants.h), and runs on one asio io_context
+// (single-threaded). The socket server in main.cpp feeds it events; tests call
+// handle_knock() directly.
 #pragma once
 
 #include <array>
@@ -26,10 +27,11 @@
 #include "config/door.h"
 #include "config/one_time.h"
 #include "ipc/messages.h"
+#include "policyd/audit_queue.h"
 #include "policyd/command_runner.h"
-#include "policyd/grant_install.h"
-#include "policyd/revocation_journal.h"
+#include "policyd/grants.h"
 #include "policyd/store.h"
+#include "policyd/wall_clock.h"
 
 namespace kg::policyd {
 
@@ -44,40 +46,6 @@ struct DoorActions {
   std::chrono::seconds cmd_timeout{10};
   std::string one_time_sequences;  // path of the door's one-time file; empty: none
   std::string grant;               // exposure profile the door grants; empty: none
-};
-
-// What the grant lifecycle needs of a profile (the kernel side reads the full config).
-struct GrantProfile {
-  std::string name;
-  std::chrono::seconds lifetime{3600};
-  std::chrono::seconds max_lifetime{8 * 3600};
-  uint32_t fwmark = 0;  // 0/0 when the profile has no mark
-  uint32_t fwmark_mask = 0;
-  friend bool operator==(const GrantProfile&, const GrantProfile&) = default;
-};
-
-// Kernel effects of grants. Production: KernelState (set elements with timeouts);
-// tests: a recording implementation. Called after the grant's commit, before the
-// broadcast; an error carries the kernel's reason.
-class GrantInstaller {
- public:
-  virtual ~GrantInstaller() = default;
-  // Adds or re-adds (extend: new timeout) the grants' set elements.
-  virtual Result<Ok> add(std::span<const GrantInstall> grants) = 0;
-  // Removes them; returns how many conntrack entries went with them.
-  virtual Result<size_t> remove(std::span<const GrantInstall> grants) = 0;
-};
-
-// Where grant changes go once they are in effect: the broadcast to verdictd and webd.
-class GrantObserver {
- public:
-  virtual ~GrantObserver() = default;
-  // A knock for a grant door arrived; the grant follows shortly (hold until deadline).
-  virtual void grant_pending(const IpAddr& source, const std::string& profile,
-                             int64_t deadline_ns) = 0;
-  virtual void grant_changed(ipc::GrantOp op, const ipc::GrantRecord& grant,
-                             const std::string& reason) = 0;
-  virtual void feed(const ipc::FeedEvent& event) = 0;
 };
 
 // One completed knock as captured reports it.
@@ -140,9 +108,15 @@ class PolicyCore {
     std::chrono::seconds stop_retry = std::chrono::seconds(5);
   };
 
+  // The production store (open_database(options.database_path)).
   static Result<std::unique_ptr<PolicyCore>> open(boost::asio::io_context& io,
                                                   knocklog::Writer& log, Options options,
                                                   std::vector<DoorActions> doors);
+  // Any store; options.database_path still names the revocation journal's place.
+  static Result<std::unique_ptr<PolicyCore>> open(boost::asio::io_context& io,
+                                                  knocklog::Writer& log, Options options,
+                                                  std::vector<DoorActions> doors,
+                                                  std::unique_ptr<Store> store);
   ~PolicyCore();
   PolicyCore(const PolicyCore&) = delete;
   PolicyCore& operator=(const PolicyCore&) = delete;
@@ -152,7 +126,8 @@ class PolicyCore {
   Result<Ok> start();
 
   // Commits the event (dedup, audit, pending stop) and then starts its action. When
-  // this returns ok the event is durable and the sender may be acknowledged; an error
+  // this returns ok the event is committed (it survives a crash of policyd); the sender
+  // may be acknowledged after sync_now() (it then survives power loss too). An error
   // means nothing was committed and the sender should retry.
   Result<KnockOutcome> handle_knock(const KnockEventData& event);
 
@@ -162,64 +137,63 @@ class PolicyCore {
   // webd's report that failed console logins made an account or a source wait.
   void audit_login_lockout(std::string_view source, std::string_view detail_json);
 
-  // ---- Grants (grants.cpp)
-  // Profiles a grant may name. Grants of profiles that went away are revoked ("profile
-  // removed"); grants of profiles whose mark changed are broadcast again (remove + add).
-  void set_profiles(std::vector<GrantProfile> profiles);
-  void set_installer(GrantInstaller* installer) { installer_ = installer; }
+  // ---- Grants: forwarded to the grant book (grants.h).
+  GrantBook& grants() { return grants_; }
+  void set_profiles(std::vector<GrantProfile> profiles) {
+    grants_.set_profiles(std::move(profiles));
+  }
+  void set_installer(GrantInstaller* installer) { grants_.set_installer(installer); }
   // Where the doors' commands run; without this call, the in-process CommandRunner.
   void set_command_executor(CommandExecutor* executor) {
     executor_ = executor != nullptr ? executor : &runner_;
   }
-  void set_observer(GrantObserver* observer) { observer_ = observer; }
+  void set_observer(GrantObserver* observer) {
+    observer_ = observer;
+    grants_.set_observer(observer);
+  }
   // How long verdictd may hold a SYN whose grant is pending.
   void set_pending_hold(std::chrono::milliseconds hold) { pending_hold_ = hold; }
+  // Called by start().
+  Result<Ok> load_grants() { return grants_.load(); }
 
-  // Loads the active grants, closes those that expired while we were down, installs the
-  // rest (one batch) and arms the expiry timer. Called by start().
-  Result<Ok> load_grants();
-
-  enum class GrantStatus { created, extended, unchanged, failed };
-  struct GrantResult {
-    GrantRow grant;
-    GrantStatus status = GrantStatus::created;
-  };
-  // A grant for (source, profile): created, or the active one extended (never past its
-  // max). `duration`: nullopt = the profile's lifetime; capped at max_lifetime.
+  using GrantStatus = policyd::GrantStatus;
+  using GrantResult = policyd::GrantResult;
   Result<GrantResult> grant(const IpAddr& source, std::string_view profile, ipc::GrantMethod method,
-                            std::string_view origin, std::optional<std::chrono::seconds> duration);
-  // Many grants of one profile in one transaction and one kernel batch (bulk creation).
+                            std::string_view origin, std::optional<std::chrono::seconds> duration) {
+    return grants_.grant(source, profile, method, origin, duration);
+  }
   Result<std::vector<GrantResult>> grant_many(std::span<const IpAddr> sources,
                                               std::string_view profile, ipc::GrantMethod method,
                                               std::string_view origin,
-                                              std::optional<std::chrono::seconds> duration);
-  // nullopt: no active grant with that id.
+                                              std::optional<std::chrono::seconds> duration) {
+    return grants_.grant_many(sources, profile, method, origin, duration);
+  }
   Result<std::optional<GrantResult>> extend(int64_t id,
                                             std::optional<std::chrono::seconds> duration,
-                                            std::string_view by);
-  // Revokes one grant by id, or every active grant of a source. Empty: none matched.
-  Result<std::vector<GrantRow>> revoke_id(int64_t id, std::string_view by);
-  Result<std::vector<GrantRow>> revoke_source(const IpAddr& source, std::string_view by);
-  // Revocation and expiry take effect in the kernel, in memory and in the broadcast
-  // first; the database records them after, retried until it can (grant_records.cpp).
-  // Why grant `id`'s end is not in the database yet (the database's error); empty when
-  // it is recorded, or the id is not an ended grant.
-  std::string grant_end_pending(int64_t id) const;
-  size_t grant_ends_pending() const { return pending_ends_.size(); }
-  // The grants table as `knockgatectl grants` shows it: ends not yet recorded applied.
-  Result<std::vector<GrantRow>> grant_rows(const GrantFilter& filter);
-
-  const GrantProfile* find_profile(std::string_view name) const;
-  size_t active_grant_count() const { return grants_.size(); }
-  // Every active grant as subscribers see it, by id.
-  std::vector<ipc::GrantRecord> grant_records() const;
-  // Every active grant as the kernel needs it (KernelState::reconcile at start/reload).
-  std::vector<GrantInstall> active_installs() const;
-  ipc::GrantRecord record_of(const GrantRow& row) const;
-  // Expiry lateness statistics (for status and the benchmark): worst and last, in µs.
-  int64_t worst_expiry_lateness_us() const { return worst_expiry_late_us_; }
-  int64_t last_expiry_lateness_us() const { return last_expiry_late_us_; }
-  uint64_t grants_expired() const { return grants_expired_; }
+                                            std::string_view by) {
+    return grants_.extend(id, duration, by);
+  }
+  Result<std::vector<GrantRow>> revoke_id(int64_t id, std::string_view by) {
+    return grants_.revoke_id(id, by);
+  }
+  Result<std::vector<GrantRow>> revoke_source(const IpAddr& source, std::string_view by) {
+    return grants_.revoke_source(source, by);
+  }
+  std::string grant_end_pending(int64_t id) const { return grants_.grant_end_pending(id); }
+  size_t grant_ends_pending() const { return grants_.grant_ends_pending(); }
+  Result<std::vector<GrantRow>> grant_rows(const GrantFilter& filter) {
+    return grants_.grant_rows(filter);
+  }
+  const GrantProfile* find_profile(std::string_view name) const {
+    return grants_.find_profile(name);
+  }
+  size_t active_grant_count() const { return grants_.active_grant_count(); }
+  std::vector<ipc::GrantRecord> grant_records() const { return grants_.grant_records(); }
+  std::vector<GrantInstall> active_installs() const { return grants_.active_installs(); }
+  ipc::GrantRecord record_of(const GrantRow& row) const { return grants_.record_of(row); }
+  int64_t worst_expiry_lateness_us() const { return grants_.worst_expiry_lateness_us(); }
+  int64_t last_expiry_lateness_us() const { return grants_.last_expiry_lateness_us(); }
+  uint64_t grants_expired() const { return grants_.grants_expired(); }
 
   // Clean stop: audits it and cancels the timers. Pending stops stay in the database
   // (the rules they would undo stay in place too) and run at the next start.
@@ -253,9 +227,9 @@ class PolicyCore {
     bool waiting_for_start = false;  // due, but the start command is still running
   };
 
-  bool sync_posted_ = false;
   PolicyCore(boost::asio::io_context& io, knocklog::Writer& log, Options options,
-             std::unique_ptr<Store> store, std::vector<DoorActions> doors);
+             std::unique_ptr<Store> store, std::optional<RevocationJournal> journal,
+             std::vector<DoorActions> doors);
 
   const DoorActions* find_door(std::string_view name) const;
   static std::string key_of(std::string_view door, std::string_view source);
@@ -264,27 +238,12 @@ class PolicyCore {
   void schedule(PendingStop row);
   void reschedule(int64_t id, SteadyTime wake);
   void unschedule(int64_t id);
-  SteadyTime steady_from_wall(int64_t wall_ns) const;
   void arm_timer();
   void on_timer();
   void fire_stop(int64_t id);
   void start_finished(const std::string& key);
   void report_exit(const std::string& door, const std::string& source, const ExitStatus& status);
-
-  // Audit rows for what happens after an event's commit (command spawned, exited, ...)
-  // are queued and written together: with the next transaction that commits anyway, or
-  // by a flush posted to the loop. One fsync then covers many rows, and none of them
-  // delays the next knock's commit. Failures are logged, never fatal.
-  struct QueuedAudit {
-    int64_t time_ns;
-    std::string kind, door, source, detail;
-  };
-  void audit_later(std::string_view kind, std::string_view door, std::string_view source,
-                   std::string_view detail);
-  // Writes the queue inside the caller's transaction; returns how many rows it wrote, to
-  // be dropped with drop_written_audits() once that transaction has committed.
-  Result<size_t> write_queued_audits();
-  void drop_written_audits(size_t count);
+  void feed_knock(const std::string& door, const std::string& source, int64_t audit_id);
 
   // One-time sequences, in two steps around the event's commit: inside the transaction
   // the active line is read and recorded; after the commit it is marked used in the file
@@ -298,73 +257,19 @@ class PolicyCore {
   void consume_one_time(const DoorActions& door, OneTimeStep& step, const std::string& source);
   // SPA events (policy_spa.cpp): the replay check inside the event's transaction.
   Result<KnockOutcome> handle_spa(const KnockEventData& event, const GrantProfile* profile,
-                                  sql::Transaction& txn,
-                                  const std::string& source, int64_t now);
-  Result<OneTimeStep> commit_knock(sql::Transaction& txn, const DoorActions& door,
+                                  Store::Transaction& txn, const std::string& source, int64_t now);
+  Result<OneTimeStep> commit_knock(Store::Transaction& txn, const DoorActions& door,
                                    const std::string& source, int64_t now);
   void announce_exhausted(const DoorActions& door, const std::string& source);
-
-  // ---- Grants (grants.cpp)
-  struct Active {
-    GrantRow row;
-    IpAddr source;
-  };
-  Result<GrantResult> grant_in_txn(const IpAddr& source, const GrantProfile& profile,
-                                   ipc::GrantMethod method, std::string_view origin,
-                                   std::optional<std::chrono::seconds> duration, int64_t now);
-  // After the commit: kernel, memory, broadcast. Failed installs are marked failed.
-  void apply_grants(std::vector<GrantResult>& results);
-  Result<std::vector<GrantRow>> end_grants(std::vector<int64_t> ids, std::string_view state,
-                                           std::string_view audit, std::string_view by,
-                                           std::string_view reason);
-  void forget_grant(int64_t id);
-  // ---- Ends the database has not recorded yet (grant_records.cpp)
-  struct PendingEnd {
-    GrantRow row;  // state, ended_ns and ended_by set
-    std::string audit_kind;
-    std::string detail;
-    std::optional<size_t> tombstone;  // revocation journal slot
-  };
-  std::vector<std::optional<size_t>> write_tombstones(const std::vector<GrantRow>& ended);
-  void queue_grant_ends(std::vector<PendingEnd> ends);
-  bool record_grant_ends();
-  void retry_grant_ends(bool soon);
-  // End row + audit row, in the caller's transaction; the audit row only when the row was
-  // still active, so writing the same end twice records it once.
-  Result<bool> write_grant_end(const PendingEnd& end);
-  Result<Ok> write_pending_end_of(const std::string& source, std::string_view profile);
-  std::vector<GrantRow> apply_tombstones(std::vector<GrantRow> rows);
-  void feed_knock(const std::string& door, const std::string& source, int64_t audit_id);
-  void remember_grant(const GrantRow& row);
-  void arm_grant_timer();
-  void on_grant_timer();
-  void feed(std::string_view kind, const GrantRow& row, int64_t audit_id, std::string_view extra);
-  GrantInstall install_of(const GrantRow& row) const;
-  Active* find_active(const std::string& source, std::string_view profile);
-
-  std::vector<GrantProfile> profiles_;
-  GrantInstaller* installer_ = nullptr;
-  GrantObserver* observer_ = nullptr;
-  std::chrono::milliseconds pending_hold_{25};
-  std::map<int64_t, Active> grants_;                        // active, by id
-  std::map<std::string, int64_t> grant_by_key_;             // source\0profile → id
-  std::set<std::pair<int64_t, int64_t>> grants_by_expiry_;  // (expires_ns, id)
-  std::unique_ptr<boost::asio::steady_timer> grant_timer_;
-  bool grant_timer_armed_ = false;
-  int64_t grant_timer_at_ = 0;
-  int64_t worst_expiry_late_us_ = 0;
-  int64_t last_expiry_late_us_ = 0;
-  uint64_t grants_expired_ = 0;
-  std::optional<RevocationJournal> journal_;
-  std::map<int64_t, PendingEnd> pending_ends_;  // by grant id
-  std::unique_ptr<boost::asio::steady_timer> record_timer_;
-  std::chrono::milliseconds record_backoff_{0};
-  std::string record_error_;  // the last failure to record pending ends; empty: none
 
   boost::asio::io_context& io_;
   knocklog::Writer& log_;
   Options options_;
   std::unique_ptr<Store> store_;
+  AuditQueue audits_;  // after store_, before grants_: destroyed in the reverse order
+  GrantBook grants_;
+  GrantObserver* observer_ = nullptr;
+  std::chrono::milliseconds pending_hold_{25};
   std::vector<DoorActions> doors_;
   CommandRunner runner_;
   CommandExecutor* executor_ = &runner_;
@@ -375,13 +280,8 @@ class PolicyCore {
   std::map<std::string, int> starts_in_flight_;       // door+source → start commands running
   std::function<void(const DoorSequenceUpdate&)> sequence_update_sink_;
   uint64_t events_since_prune_ = 0;
-  std::vector<QueuedAudit> audit_queue_;
-  bool audit_flush_posted_ = false;
+  bool sync_posted_ = false;
   std::shared_ptr<int> alive_;  // timer handlers hold a weak_ptr: no use after destruction
 };
-
-int64_t wall_now_ns();
-// "grant ID profile P method M origin O expires_ns N", the audit rows' description.
-std::string describe_grant(const GrantRow& g);
 
 }  // namespace kg::policyd

@@ -15,7 +15,7 @@ constexpr int64_t kReplayKeepNs = int64_t{2} * 86400 * 1'000'000'000;
 }  // namespace
 
 Result<KnockOutcome> PolicyCore::handle_spa(const KnockEventData& event,
-                                            const GrantProfile* profile, sql::Transaction& txn,
+                                            const GrantProfile* profile, Store::Transaction& txn,
                                             const std::string& source, int64_t now) {
   bool first_use = false;
   if (event.spa_replay_key) {
@@ -37,18 +37,16 @@ Result<KnockOutcome> PolicyCore::handle_spa(const KnockEventData& event,
   if (first_use && profile != nullptr) {
     std::optional<std::chrono::seconds> duration;
     if (event.spa_timeout_s > 0) duration = std::chrono::seconds(event.spa_timeout_s);
-    auto g = grant_in_txn(event.source, *profile, ipc::GrantMethod::spa, event.door, duration, now);
+    auto g =
+        grants_.stage(event.source, *profile, ipc::GrantMethod::spa, event.door, duration, now);
     if (!g) return g.error();
     granted.push_back(std::move(*g));
   }
-  auto queued = write_queued_audits();
-  if (!queued) return queued.error();
-  auto c = txn.commit();
+  auto c = audits_.commit(txn);
   if (!c) return c.error();
-  drop_written_audits(*queued);
   if (first_use) {
     kg::log::info(source + ": " + event.door + ": SPA accepted (" + event.spa_summary + ")");
-    apply_grants(granted);
+    grants_.apply(granted);
     return KnockOutcome::spa_accepted;
   }
   kg::log::warn(source + ": " + event.door +

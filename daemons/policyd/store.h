@@ -1,16 +1,20 @@
-// policyd's database: schema, migrations and the typed operations the daemon needs.
-// Everything is committed before it takes effect. Commits run in WAL mode with
-// synchronous=NORMAL: atomic, and durable across a crash of policyd (the WAL is in the
-// page cache), but not yet across power loss. sync() makes them durable on disk; policyd
-// calls it right after the action a commit allows has started, so the ~2 ms fsync of this
-// disk is off the knock-to-action path. Power loss in that window also wipes the kernel
-// state (firewall rules, routes) the action made, and captured still holds the event:
-// EventAck follows sync().
+// policyd's storage seam: what the engine (PolicyCore, GrantBook) needs to keep across
+// restarts, as an abstract class. The engine depends on this header only; the production
+// backend is SQLite (sqlite_store.h), opened by open_database(). A second backend (a
+// replicated store, a test's in-memory one) implements Store in a file of its own.
+//
+// The contract every backend keeps:
+//   - writes between begin() and Transaction::commit() land together or not at all;
+//   - a commit is atomic and survives a crash of policyd as soon as commit() returns;
+//   - sync() makes every commit so far durable across power loss; policyd calls it
+//     after the action a commit allows has started and before it acknowledges the event
+//     to captured (docs/policyd.md, "Durability");
+//   - every commit, in a transaction or not, calls the on_commit() listener.
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -18,7 +22,6 @@
 #include <vector>
 
 #include "common/result.h"
-#include "policyd/sqlite.h"
 
 namespace kg::policyd {
 
@@ -108,108 +111,106 @@ struct AuditFilter {
   int64_t limit = 100;
 };
 
-// One schema step. Migrations are applied in order, all pending ones in one transaction
-// at open; PRAGMA user_version records the last one applied.
-struct Migration {
-  int64_t version;
-  const char* description;
-  const char* sql;
-};
-const std::vector<Migration>& migrations();
-int64_t latest_schema_version();
-
-// Applies the migrations after the database's version up to `target` (inclusive) in one
-// transaction. Refuses a database whose version is newer than the code knows.
-Result<Ok> migrate(sql::Connection& db, int64_t target);
-
+// The operations the engine uses. Writes outside a transaction commit on their own.
 class Store {
  public:
-  // Opens or creates the database (and its directory, mode 0750, when that is missing),
-  // sets WAL/synchronous=NORMAL/foreign_keys and migrates it to the latest schema.
-  static Result<std::unique_ptr<Store>> open(const std::string& path);
-  ~Store();
+  virtual ~Store() = default;
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  // True when commits since the last sync() are not yet on disk.
-  bool needs_sync() const { return unsynced_; }
-  // fdatasync of the WAL; a checkpoint (which syncs WAL and database) instead once the WAL
-  // has grown past kCheckpointPages. No-op when nothing is unsynced.
-  Result<Ok> sync();
-  // Called after every commit (from SQLite's WAL hook): policyd posts a sync() to its loop.
+  // A write transaction. Rolls back when destroyed without a successful commit(); a
+  // failed commit() has rolled back too. At most one is open at a time.
+  class Transaction {
+   public:
+    Transaction(Transaction&& other) noexcept;
+    Transaction& operator=(Transaction&&) = delete;
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+    ~Transaction();
+    Result<Ok> commit();
+
+   private:
+    friend class Store;
+    explicit Transaction(Store* store) : store_(store) {}
+    Store* store_ = nullptr;  // null once committed or rolled back
+  };
+  Result<Transaction> begin();
+
+  // ---- Durability
+  // True when commits since the last sync() are not yet durable across power loss.
+  virtual bool needs_sync() const = 0;
+  // Makes every commit so far durable across power loss. No-op when nothing is unsynced.
+  virtual Result<Ok> sync() = 0;
+  // Called after every commit: policyd posts a sync() to its loop.
   void on_commit(std::function<void()> listener) { commit_listener_ = std::move(listener); }
-  static constexpr int kCheckpointPages = 1000;
 
-  sql::Connection& connection() { return db_; }
-  Result<sql::Transaction> begin() { return sql::Transaction::begin(db_); }
-  Result<int64_t> schema_version() { return db_.user_version(); }
+  // ---- Audit (append-only)
+  virtual Result<int64_t> append_audit(int64_t time_ns, std::string_view kind,
+                                       std::string_view door, std::string_view source,
+                                       std::string_view detail) = 0;
+  virtual Result<std::vector<AuditRecord>> audit_query(const AuditFilter& filter) = 0;
+  // Audit rows with id > after_id, oldest first, at most `limit`.
+  virtual Result<std::vector<AuditRecord>> audit_after(int64_t after_id, int64_t limit) = 0;
 
-  Result<int64_t> append_audit(int64_t time_ns, std::string_view kind, std::string_view door,
-                               std::string_view source, std::string_view detail);
+  // ---- Event dedup
   // Records (sender boot id, event id); false when it was already recorded: the sender
   // re-sent an event whose EventAck it never received.
-  Result<bool> mark_event_seen(uint64_t sender_boot_id, uint64_t event_id, int64_t now_ns);
+  virtual Result<bool> mark_event_seen(uint64_t sender_boot_id, uint64_t event_id,
+                                       int64_t now_ns) = 0;
   // Forgets dedup entries older than the cutoff; returns how many went.
-  Result<int64_t> prune_events_seen(int64_t older_than_ns);
+  virtual Result<int64_t> prune_events_seen(int64_t older_than_ns) = 0;
 
-  Result<std::optional<PendingStop>> find_pending_stop(std::string_view door,
-                                                       std::string_view source);
-  Result<int64_t> insert_pending_stop(const PendingStop& stop);
-  Result<Ok> set_pending_stop_due(int64_t id, int64_t due_time_ns);
-  Result<Ok> delete_pending_stop(int64_t id);
-  Result<std::vector<PendingStop>> pending_stops();
+  // ---- Pending stop commands (at most one per door and source)
+  virtual Result<std::optional<PendingStop>> find_pending_stop(std::string_view door,
+                                                               std::string_view source) = 0;
+  virtual Result<int64_t> insert_pending_stop(const PendingStop& stop) = 0;
+  virtual Result<Ok> set_pending_stop_due(int64_t id, int64_t due_time_ns) = 0;
+  virtual Result<Ok> delete_pending_stop(int64_t id) = 0;
+  // Every pending stop, earliest due first.
+  virtual Result<std::vector<PendingStop>> pending_stops() = 0;
 
-  Result<int64_t> record_one_time_used(const OneTimeUse& use);
+  // ---- One-time sequences
+  virtual Result<int64_t> record_one_time_used(const OneTimeUse& use) = 0;
 
-  // Grants. Callers wrap changes in a transaction together with their audit rows.
-  Result<int64_t> insert_grant(const GrantRow& grant);
-  Result<Ok> set_grant_expires(int64_t id, int64_t expires_ns);
+  // ---- Grants. Callers wrap changes in a transaction together with their audit rows.
+  // Fails when the source already has an active grant of that profile.
+  virtual Result<int64_t> insert_grant(const GrantRow& grant) = 0;
+  // Changes an active grant's expiry; an ended grant stays as it is.
+  virtual Result<Ok> set_grant_expires(int64_t id, int64_t expires_ns) = 0;
   // Moves an active grant to `state`; false if it was not active.
-  Result<bool> end_grant(int64_t id, std::string_view state, int64_t ended_ns,
-                         std::string_view ended_by, std::string_view failure);
-  Result<std::vector<GrantRow>> active_grants();
-  Result<std::optional<GrantRow>> grant(int64_t id);
-  Result<std::vector<GrantRow>> grants(const GrantFilter& filter);
-  Result<std::vector<AuditRecord>> audit_query(const AuditFilter& filter);
-  // The SPA replay cache (spa_store.cpp). Records the key and returns true on its first
-  // use; false when it was seen before (a replay). Call inside the event's transaction.
-  Result<bool> check_and_record_replay(std::span<const uint8_t, 32> replay_key,
-                                       std::string_view door, std::string_view source,
-                                       int64_t now_ns);
-  // Forgets replay keys older than the cutoff (packets that old fail the age check).
-  Result<int64_t> prune_spa_replay(int64_t older_than_ns);
+  virtual Result<bool> end_grant(int64_t id, std::string_view state, int64_t ended_ns,
+                                 std::string_view ended_by, std::string_view failure) = 0;
+  // Active grants by id.
+  virtual Result<std::vector<GrantRow>> active_grants() = 0;
+  virtual Result<std::optional<GrantRow>> grant(int64_t id) = 0;
+  // By id.
+  virtual Result<std::vector<GrantRow>> grants(const GrantFilter& filter) = 0;
 
-  // Audit rows with id > after_id, oldest first, at most `limit`.
-  Result<std::vector<AuditRecord>> audit_after(int64_t after_id, int64_t limit);
+  // ---- SPA replay cache
+  // Records the key and returns true on its first use; false when it was seen before (a
+  // replay). Call inside the event's transaction.
+  virtual Result<bool> check_and_record_replay(std::span<const uint8_t, 32> replay_key,
+                                               std::string_view door, std::string_view source,
+                                               int64_t now_ns) = 0;
+  // Forgets replay keys older than the cutoff (packets that old fail the age check).
+  virtual Result<int64_t> prune_spa_replay(int64_t older_than_ns) = 0;
+
+ protected:
+  Store() = default;
+  // Called by the backend after every commit.
+  void notify_commit() {
+    if (commit_listener_) commit_listener_();
+  }
+  virtual Result<Ok> begin_transaction() = 0;
+  // Rolls back when it fails.
+  virtual Result<Ok> commit_transaction() = 0;
+  virtual void rollback_transaction() = 0;
 
  private:
-  Store(sql::Connection db, std::string path) : db_(std::move(db)), path_(std::move(path)) {}
-  Result<Ok> prepare_statements();
-  static int wal_hook(void* self, sqlite3* db, const char* name, int pages);
-
-  sql::Connection db_;
-  std::string path_;
-  int wal_fd_ = -1;  // our own descriptor of PATH-wal, for fdatasync
-  bool unsynced_ = false;
-  int wal_pages_ = 0;
   std::function<void()> commit_listener_;
-  sql::Statement insert_audit_;
-  sql::Statement insert_event_seen_;
-  sql::Statement prune_event_seen_;
-  sql::Statement find_pending_;
-  sql::Statement insert_pending_;
-  sql::Statement update_pending_due_;
-  sql::Statement delete_pending_;
-  sql::Statement all_pending_;
-  sql::Statement insert_one_time_;
-  sql::Statement audit_after_;
-  sql::Statement insert_grant_;
-  sql::Statement update_grant_expires_;
-  sql::Statement end_grant_;
-  sql::Statement active_grants_;
-  sql::Statement grant_by_id_;
-  sql::Statement insert_spa_replay_;
-  sql::Statement prune_spa_replay_;
 };
+
+// The production backend (SQLite, sqlite_store.h) at `path`.
+Result<std::unique_ptr<Store>> open_database(const std::string& path);
 
 }  // namespace kg::policyd

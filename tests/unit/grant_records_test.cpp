@@ -21,7 +21,7 @@
 #include "policyd/pid_file.h"
 #include "policyd/policy.h"
 #include "policyd/revocation_journal.h"
-#include "policyd/store.h"
+#include "policyd/sqlite_store.h"
 #include "policyd_fixture.h"
 
 using namespace std::chrono_literals;
@@ -278,7 +278,7 @@ TEST_F(GrantRecordsTest, ATombstoneOfAnotherDatabasesGrantWithTheSameIdIsIgnored
 
 TEST_F(GrantRecordsTest, TheDatabaseDirectoryIsCreatedWithMode0750) {
   const std::string path = dir_ + "/state/knockgate.db";
-  auto store = kg::policyd::Store::open(path);
+  auto store = kg::policyd::SqliteStore::open(path);
   ASSERT_TRUE(store) << store.error().message;
   struct stat st {};
   ASSERT_EQ(::stat((dir_ + "/state").c_str(), &st), 0);
@@ -287,7 +287,7 @@ TEST_F(GrantRecordsTest, TheDatabaseDirectoryIsCreatedWithMode0750) {
 
 TEST_F(GrantRecordsTest, AMissingParentOfTheDatabaseDirectoryIsNamed) {
   const std::string path = dir_ + "/no/such/knockgate.db";
-  auto store = kg::policyd::Store::open(path);
+  auto store = kg::policyd::SqliteStore::open(path);
   ASSERT_FALSE(store);
   EXPECT_EQ(store.error().message, "Database " + path + ": cannot create its directory " + dir_ +
                                        "/no/such: " + dir_ + "/no does not exist");

@@ -16,6 +16,7 @@
 #include "common/knocklog.h"
 #include "common/log.h"
 #include "policyd/policy.h"
+#include "policyd/sqlite_store.h"
 
 // A GrantInstaller that records what the grant logic asks of the kernel, and fails on
 // request.
@@ -35,6 +36,11 @@ class RecordingInstaller final : public kg::policyd::GrantInstaller {
   int add_calls = 0;
   std::string fail_with;
 };
+
+// The SQLite backend behind a core opened on a path, for tests that read its tables.
+inline kg::policyd::SqliteStore& sqlite_store(kg::policyd::PolicyCore& core) {
+  return dynamic_cast<kg::policyd::SqliteStore&>(core.store());
+}
 
 class PolicydFixture : public ::testing::Test {
  protected:

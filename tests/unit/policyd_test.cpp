@@ -22,7 +22,7 @@
 #include "policyd/command_runner.h"
 #include "policyd/policy.h"
 #include "policyd/sqlite.h"
-#include "policyd/store.h"
+#include "policyd/sqlite_store.h"
 #include "policyd_fixture.h"
 
 using namespace std::chrono_literals;
@@ -30,7 +30,7 @@ using kg::policyd::DoorActions;
 using kg::policyd::KnockEventData;
 using kg::policyd::KnockOutcome;
 using kg::policyd::PolicyCore;
-using kg::policyd::Store;
+using kg::policyd::SqliteStore;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -167,7 +167,7 @@ DoorActions marker_door(const std::string& dir, const std::string& name,
 // ---------------------------------------------------------------- schema and migrations
 
 TEST_F(PolicydTest, CreatesTheLatestSchemaInWalMode) {
-  auto store = Store::open(db_path_);
+  auto store = SqliteStore::open(db_path_);
   ASSERT_TRUE(store) << store.error().message;
   auto version = (*store)->schema_version();
   ASSERT_TRUE(version);
@@ -192,9 +192,9 @@ TEST_F(PolicydTest, CreatesTheLatestSchemaInWalMode) {
 // mark, and a grown WAL is checkpointed into the database (and so shrinks to nothing
 // new) instead of inside a commit.
 TEST_F(PolicydTest, SyncMakesCommitsDurableAndCheckpointsAGrownWal) {
-  auto opened = Store::open(db_path_);
+  auto opened = SqliteStore::open(db_path_);
   ASSERT_TRUE(opened) << opened.error().message;
-  Store& store = **opened;
+  SqliteStore& store = **opened;
   int notified = 0;
   store.on_commit([&] { ++notified; });
   EXPECT_FALSE(store.needs_sync());
@@ -207,11 +207,11 @@ TEST_F(PolicydTest, SyncMakesCommitsDurableAndCheckpointsAGrownWal) {
 
   // Grow the WAL past the checkpoint threshold without SQLite checkpointing on its own.
   const std::string big(3000, 'x');
-  for (int i = 0; i < Store::kCheckpointPages + 50; ++i) {
+  for (int i = 0; i < SqliteStore::kCheckpointPages + 50; ++i) {
     ASSERT_TRUE(store.append_audit(i, "test", "", "", big));
   }
   const auto wal_size = std::filesystem::file_size(db_path_ + "-wal");
-  EXPECT_GT(wal_size, static_cast<uintmax_t>(Store::kCheckpointPages) * 4096U);
+  EXPECT_GT(wal_size, static_cast<uintmax_t>(SqliteStore::kCheckpointPages) * 4096U);
   auto& db = store.connection();
   ASSERT_TRUE(store.sync());
   EXPECT_FALSE(store.needs_sync());
@@ -222,7 +222,7 @@ TEST_F(PolicydTest, SyncMakesCommitsDurableAndCheckpointsAGrownWal) {
   ASSERT_TRUE(*frames->step());
   EXPECT_LT(frames->column_int64(1), 10);  // log frames: only the last commit's
   EXPECT_EQ(count_rows(db, "SELECT count(*) FROM audit WHERE kind = 'test'"),
-            Store::kCheckpointPages + 52);
+            SqliteStore::kCheckpointPages + 52);
 }
 
 TEST_F(PolicydTest, MigratesAnOlderDatabaseKeepingItsRows) {
@@ -240,7 +240,7 @@ TEST_F(PolicydTest, MigratesAnOlderDatabaseKeepingItsRows) {
     EXPECT_EQ(count_rows(*conn, "SELECT count(*) FROM sqlite_master WHERE name='one_time_used'"),
               0);
   }
-  auto store = Store::open(db_path_);
+  auto store = SqliteStore::open(db_path_);
   ASSERT_TRUE(store) << store.error().message;
   EXPECT_EQ(*(*store)->schema_version(), kg::policyd::latest_schema_version());
   auto& db = (*store)->connection();
@@ -270,7 +270,7 @@ TEST_F(PolicydTest, RefusesADatabaseNewerThanTheCode) {
     ASSERT_TRUE(conn);
     ASSERT_TRUE(conn->set_user_version(kg::policyd::latest_schema_version() + 1));
   }
-  auto store = Store::open(db_path_);
+  auto store = SqliteStore::open(db_path_);
   ASSERT_FALSE(store);
   EXPECT_NE(store.error().message.find("newer"), std::string::npos) << store.error().message;
   // And it was left as it was.
@@ -280,7 +280,7 @@ TEST_F(PolicydTest, RefusesADatabaseNewerThanTheCode) {
 }
 
 TEST_F(PolicydTest, AuditIsAppendOnly) {
-  auto store = Store::open(db_path_);
+  auto store = SqliteStore::open(db_path_);
   ASSERT_TRUE(store);
   ASSERT_TRUE((*store)->append_audit(1, "knock_open", "ssh", "192.0.2.1", "original"));
   auto& db = (*store)->connection();
@@ -295,7 +295,7 @@ TEST_F(PolicydTest, AuditIsAppendOnly) {
 }
 
 TEST_F(PolicydTest, TransactionRollsBackUnlessCommitted) {
-  auto store = Store::open(db_path_);
+  auto store = SqliteStore::open(db_path_);
   ASSERT_TRUE(store);
   {
     auto txn = (*store)->begin();
@@ -718,7 +718,7 @@ TEST_F(PolicydTest, OneTimeSequenceIsConsumedRecordedAndAnnounced) {
   ASSERT_EQ(updates.size(), 1u);
   EXPECT_FALSE(updates[0].disabled);
   EXPECT_EQ(kg::policyd::sequence_text(updates[0].sequence), "1111:udp,2222:tcp");
-  auto& db = core_->store().connection();
+  auto& db = sqlite_store(*core_).connection();
   EXPECT_EQ(count_rows(db,
                        "SELECT count(*) FROM one_time_used WHERE door='otp' AND line=2 AND "
                        "sequence='7000:tcp,8000:tcp,9000:tcp' AND file='" +
@@ -753,7 +753,7 @@ TEST_F(PolicydTest, ReKnockOfAOneTimeDoorStillUsesUpItsSequence) {
   EXPECT_EQ(knock("otp", "192.0.2.62", 1), KnockOutcome::opened);
   EXPECT_EQ(knock("otp", "192.0.2.62", 2), KnockOutcome::reopened);
   EXPECT_EQ(read_file(ots), "#1,2\n#3,4\n 5,6\n");
-  EXPECT_EQ(count_rows(core_->store().connection(), "SELECT count(*) FROM one_time_used"), 2);
+  EXPECT_EQ(count_rows(sqlite_store(*core_).connection(), "SELECT count(*) FROM one_time_used"), 2);
 }
 
 TEST_F(PolicydTest, UnusableOneTimeFileIsReportedAndTheKnockStillActs) {
@@ -813,7 +813,7 @@ TEST_F(PolicydTest, SpaReplayIsRefusedEvenAfterARestart) {
   EXPECT_EQ(outcome(no_key), KnockOutcome::spa_replayed);
   EXPECT_EQ(audit_count("spa_accepted"), 2U);
   EXPECT_EQ(audit_count("spa_replayed"), 3U);
-  EXPECT_EQ(count_rows(core_->store().connection(), "SELECT count(*) FROM spa_replay"), 2);
+  EXPECT_EQ(count_rows(sqlite_store(*core_).connection(), "SELECT count(*) FROM spa_replay"), 2);
   size_t replay_lines = 0;
   for (const auto& d : diagnostics_) {
     replay_lines += d == "192.0.2.9: gate: SPA packet refused: replayed (already used)" ? 1U : 0U;
