@@ -170,8 +170,15 @@ void CommandRunner::reap() {
 }
 
 CommandRunner::Submitted CommandRunner::submit(Job job, bool limited) {
-  if (!limited || limited_running_ < max_running_) {
-    start(std::move(job), limited);
+  // Unlimited jobs skip the queue, up to a hard bound on children of any kind: whoever
+  // submits them cannot make the gateway fork without end.
+  if (!limited && children_.size() < max_running_ * kUnlimitedFactor) {
+    start(std::move(job), false);
+    return Submitted::started;
+  }
+  // Past that bound an unlimited job waits like a limited one.
+  if (limited_running_ < max_running_) {
+    start(std::move(job), true);
     return Submitted::started;
   }
   if (queue_.size() >= max_queued_) return Submitted::rejected;

@@ -63,6 +63,8 @@ class CommandRunner final : public CommandExecutor {
     Job job;
     bool limited = true;
   };
+  // Children of any kind at most: max_running times this.
+  static constexpr size_t kUnlimitedFactor = 8;
   void arm();
   void reap();
   void start(Job job, bool limited);

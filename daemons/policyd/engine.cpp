@@ -462,7 +462,12 @@ class Engine {
     // wait behind the fdatasync. A burst of events shares one sync: the first one posted
     // syncs everything committed so far, the rest find nothing unsynced.
     asio::post(io_, [this, session, id = event.event_id] {
-      core_->sync_now();
+      // No acknowledgement without durability: captured sends the event again, and the
+      // dedup table recognises it.
+      if (!core_->sync_now()) {
+        session->close("database sync failed");
+        return;
+      }
       session->send(kg::ipc::EventAck{id});
     });
   }

@@ -130,9 +130,10 @@ Result<std::unique_ptr<PolicyCore>> PolicyCore::open(boost::asio::io_context& io
   return core;
 }
 
-void PolicyCore::sync_now() {
+bool PolicyCore::sync_now() {
   auto synced = store_->sync();
   if (!synced) kg::log::error("database: " + synced.error().message);
+  return static_cast<bool>(synced);
 }
 
 Result<Ok> PolicyCore::start() {
@@ -478,6 +479,17 @@ void PolicyCore::fire_stop(int64_t id) {
   job.stop = true;
   job.source = IpAddr::parse(source).value_or(IpAddr{});
   job.on_start = [this, id, door, source, command](Result<pid_t> pid) {
+    if (!pid && is_refusal(pid.error())) {
+      // The kernel writer knows no such stop any more (its door left the config before a
+      // restart): retrying cannot help. The row goes, with the reason in the audit.
+      kg::log::error(door + ": stop command for " + source + " not run: " + pid.error().message);
+      audits_.add(audit_kind::command_failed, door, source, pid.error().message);
+      auto txn = store_->begin();
+      Result<Ok> done = txn ? store_->delete_pending_stop(id) : Result<Ok>(txn.error());
+      if (done) done = audits_.commit(*txn);
+      if (!done) kg::log::error(door + ": pending stop row kept: " + done.error().message);
+      return;
+    }
     if (!pid) {
       // Keep the row: retry soon, and at the next start if we die meanwhile.
       kg::log::error(door + ": cannot run stop command: " + pid.error().message + "; retrying in " +

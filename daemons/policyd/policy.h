@@ -211,8 +211,8 @@ class PolicyCore {
   // Writes queued audit rows now (the loop does it on its own soon after they queue).
   void flush_audit();
   // Makes every commit so far durable on disk (see store.h); the loop also does it on its
-  // own right after any handler that committed.
-  void sync_now();
+  // own right after any handler that committed. False (logged) if the sync failed.
+  bool sync_now();
 
   Store& store() { return *store_; }
   size_t scheduled_stop_count() const { return scheduled_.size(); }

@@ -52,7 +52,11 @@ constexpr std::initializer_list<int> kWriterCapabilities = {
 
 // Limits of the admin's commands, as knockgate-policyd always had them.
 constexpr size_t kMaxRunningCommands = 32;
-constexpr size_t kMaxQueuedCommands = 1024;
+constexpr size_t kMaxQueuedCommands = 4096;
+// Engine datagrams handled per wake-up of the event loop.
+constexpr int kDatagramsPerWakeup = 64;
+// Door sets of earlier configs kept for stop commands still due.
+constexpr size_t kRememberedConfigs = 16;
 
 // CommandUser: nullopt for root (unset), else the user with its groups.
 Result<std::optional<CommandRunner::RunAs>> command_user(const std::string& name) {
@@ -99,7 +103,13 @@ class KernelWriter {
   ipc::KernelReply checked_change(uint32_t request_id, std::span<const ipc::GrantInstall> grants,
                                   Change change);
   Result<std::string> command_for(const ipc::RunCommand& m) const;
-  void send(const ipc::KernelMessage& m);
+  void remember_doors();
+  void send(ipc::KernelMessage m);
+  void drop_engine(const char* why);
+  void take_chunk(std::vector<ipc::GrantInstall> grants);
+  // The chunks before a request, merged into its grants; false (and the refusal sent)
+  // when a chunk was refused.
+  bool take_chunks(uint32_t request_id, std::vector<ipc::GrantInstall>& grants);
   void wait_signal();
   void wait_child();
   void on_engine_exit(int status);
@@ -119,6 +129,10 @@ class KernelWriter {
   std::unique_ptr<asio::posix::stream_descriptor> netlink_;
   std::unique_ptr<asio::posix::stream_descriptor> channel_;
   std::vector<ipc::GrantInstall> chunks_;  // GrantChunks waiting for their request
+  bool chunks_refused_ = false;
+  std::string chunks_refusal_;
+  uint64_t generation_ = 0;  // engines started so far
+  std::vector<std::vector<DoorActions>> doors_;  // of the configs read, the newest last
   pid_t engine_ = -1;
   Clock::time_point engine_started_;
   std::chrono::seconds backoff_{1};
@@ -128,6 +142,7 @@ class KernelWriter {
 };
 
 int KernelWriter::run() {
+  remember_doors();
   auto kernel = KernelState::open(config_);
   if (!kernel) {
     log::error("kernel: " + kernel.error().message);
@@ -180,6 +195,8 @@ Result<Ok> KernelWriter::spawn_engine() {
   posix_spawn_file_actions_init(&actions);
   // dup2 clears FD_CLOEXEC on the copy: only the channel (and stdio) cross the exec.
   posix_spawn_file_actions_adddup2(&actions, theirs.fd, kEngineChannelFd);
+  // Nothing else of the writer's crosses: its netlink sockets were opened as root.
+  posix_spawn_file_actions_addclosefrom_np(&actions, kEngineChannelFd + 1);
   std::vector<std::string> args = {options_.program_path, kEngineFlag, "-c",
                                    options_.config_path};
   args.insert(args.end(), options_.engine_flags.begin(), options_.engine_flags.end());
@@ -187,7 +204,9 @@ Result<Ok> KernelWriter::spawn_engine() {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::vector<char*> envp;
-  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (std::strncmp(*e, "NOTIFY_SOCKET=", 14) != 0) envp.push_back(*e);  // readiness is ours
+  }
   envp.push_back(nullptr);
   pid_t pid = -1;
   const int rc =
@@ -198,8 +217,10 @@ Result<Ok> KernelWriter::spawn_engine() {
     return Error{"cannot start the engine: " + std::string(std::strerror(rc))};
   }
   engine_ = pid;
+  ++generation_;
   engine_started_ = Clock::now();
   chunks_.clear();
+  chunks_refused_ = false;
   channel_->non_blocking(true);
   log::info("engine started (pid " + std::to_string(pid) + ")");
   send(ipc::WriterReady{kernel_->features()});
@@ -217,14 +238,16 @@ void KernelWriter::read_channel() {
 
 void KernelWriter::drain_channel() {
   std::vector<uint8_t> buf(ipc::kKernelDatagramBytes + 1);
-  for (;;) {
+  // A bounded batch per wake-up: signals, children and the netlink watch get their turn
+  // however fast the engine sends.
+  for (int handled = 0; handled < kDatagramsPerWakeup; ++handled) {
     const ssize_t n = ::recv(channel_->native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (n <= 0) {
-      // The engine is gone; SIGCHLD tells the rest.
-      boost::system::error_code ignored;
-      channel_->close(ignored);
+      // End of file (or an empty datagram, which no engine sends): the engine is gone or
+      // broken; either way it ends here and SIGCHLD restarts it.
+      drop_engine("its channel closed");
       return;
     }
     if (static_cast<size_t>(n) > ipc::kKernelDatagramBytes) {
@@ -248,33 +271,15 @@ void KernelWriter::handle(std::span<const uint8_t> datagram) {
   }
   ipc::KernelMessage& m = *decoded;
   if (auto* chunk = std::get_if<ipc::GrantChunk>(&m)) {
-    if (chunks_.size() + chunk->grants.size() > ipc::kKernelMaxGrants) {
-      chunks_.clear();
-      log::error("engine: refused a grant list over " + std::to_string(ipc::kKernelMaxGrants));
-      send(ipc::KernelReply{0, false, 0, "refused: grant list too long"});
-      return;
-    }
-    chunks_.insert(chunks_.end(), std::make_move_iterator(chunk->grants.begin()),
-                   std::make_move_iterator(chunk->grants.end()));
+    take_chunk(std::move(chunk->grants));
     return;
   }
-  // A grant-list request takes the chunks before it.
-  auto take_chunks = [this](std::vector<ipc::GrantInstall>& grants) {
-    if (chunks_.empty()) return;
-    chunks_.insert(chunks_.end(), std::make_move_iterator(grants.begin()),
-                   std::make_move_iterator(grants.end()));
-    grants = std::move(chunks_);
-    chunks_.clear();
-  };
   if (auto* add = std::get_if<ipc::AddGrants>(&m)) {
-    take_chunks(add->grants);
-    send(apply(*add));
+    if (take_chunks(add->request_id, add->grants)) send(apply(*add));
   } else if (auto* remove = std::get_if<ipc::RemoveGrants>(&m)) {
-    take_chunks(remove->grants);
-    send(apply(*remove));
+    if (take_chunks(remove->request_id, remove->grants)) send(apply(*remove));
   } else if (auto* reconcile = std::get_if<ipc::Reconcile>(&m)) {
-    take_chunks(reconcile->grants);
-    send(apply(std::move(*reconcile)));
+    if (take_chunks(reconcile->request_id, reconcile->grants)) send(apply(std::move(*reconcile)));
   } else if (auto* command = std::get_if<ipc::RunCommand>(&m)) {
     run_command(*command);
   } else if (std::holds_alternative<ipc::EngineReady>(m)) {
@@ -295,16 +300,60 @@ void KernelWriter::handle(std::span<const uint8_t> datagram) {
   }
 }
 
+void KernelWriter::take_chunk(std::vector<ipc::GrantInstall> grants) {
+  if (chunks_refused_) return;
+  auto checked = check_grants(grants);
+  if (checked && chunks_.size() + grants.size() > ipc::kKernelMaxGrants) {
+    checked = Error{"refused: a grant list over " + std::to_string(ipc::kKernelMaxGrants)};
+  }
+  if (!checked) {
+    // The request these chunks belong to is refused whole when it comes.
+    log::error("engine: " + checked.error().message);
+    chunks_refused_ = true;
+    chunks_refusal_ = checked.error().message;
+    chunks_.clear();
+    return;
+  }
+  chunks_.insert(chunks_.end(), std::make_move_iterator(grants.begin()),
+                 std::make_move_iterator(grants.end()));
+}
+
+bool KernelWriter::take_chunks(uint32_t request_id, std::vector<ipc::GrantInstall>& grants) {
+  if (chunks_refused_) {
+    chunks_refused_ = false;
+    chunks_.clear();
+    send(ipc::KernelReply{request_id, false, 0, chunks_refusal_});
+    return false;
+  }
+  if (!chunks_.empty()) {
+    chunks_.insert(chunks_.end(), std::make_move_iterator(grants.begin()),
+                   std::make_move_iterator(grants.end()));
+    grants = std::move(chunks_);
+    chunks_.clear();
+  }
+  return true;
+}
+
 Result<Ok> KernelWriter::check_grants(std::span<const ipc::GrantInstall> grants) const {
-  std::set<std::string, std::less<>> profiles;
-  for (const auto& p : config_.profiles) profiles.insert(p.name);
+  std::map<std::string, std::chrono::seconds, std::less<>> max_lifetime;
+  for (const auto& p : config_.profiles) max_lifetime.emplace(p.name, p.max_lifetime);
+  // No grant outlives its profile's maximum (a minute of slack for clocks and queues).
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   for (const auto& g : grants) {
-    if (profiles.count(g.profile) == 0) {
-      return Error{"refused: grant " + std::to_string(g.id) + " names profile " + g.profile +
-                   ", which the config does not define"};
+    auto profile = max_lifetime.find(g.profile);
+    if (profile == max_lifetime.end()) {
+      return Error{"refused: grant " + std::to_string(g.id) + " names profile " +
+                   g.profile.substr(0, 64) + ", which the config does not define"};
     }
     if (g.expires_ns <= 0) {
       return Error{"refused: grant " + std::to_string(g.id) + " has no expiry"};
+    }
+    const auto longest = std::chrono::nanoseconds(profile->second + std::chrono::minutes(1));
+    if (g.expires_ns - now_ns > longest.count()) {
+      return Error{"refused: grant " + std::to_string(g.id) + " expires beyond profile " +
+                   g.profile + "'s max_lifetime"};
     }
   }
   return Ok{};
@@ -356,17 +405,17 @@ ipc::KernelReply KernelWriter::apply(ipc::Reconcile m) {
     const config::Options kept = config_.options;
     config_ = std::move(*parsed.config);
     config_.options = kept;  // Database, RuntimeDir, users...: at restart, as for the engine
+    remember_doors();
   }
   // A grant of a profile the config no longer has cannot be installed: the engine
   // revokes those itself; left out here so the rest still reconciles.
-  std::set<std::string, std::less<>> profiles;
-  for (const auto& p : config_.profiles) profiles.insert(p.name);
   const auto unknown = std::erase_if(m.grants, [&](const ipc::GrantInstall& g) {
-    return profiles.count(g.profile) == 0 || g.expires_ns <= 0;
+    return !check_grants(std::span<const ipc::GrantInstall>(&g, 1));
   });
   if (unknown != 0) {
     log::warn("reconcile: " + std::to_string(unknown) +
-              " grant(s) of profiles the config does not define left out");
+              " grant(s) left out (a profile the config does not define, or an expiry beyond "
+              "its max_lifetime)");
   }
   auto report = kernel_->reconcile(config_, m.grants);
   reply.ok = static_cast<bool>(report);
@@ -376,18 +425,29 @@ ipc::KernelReply KernelWriter::apply(ipc::Reconcile m) {
 }
 
 Result<std::string> KernelWriter::command_for(const ipc::RunCommand& m) const {
-  for (const DoorActions& door : door_actions(config_)) {
-    if (door.name != m.door) continue;  // the first definition, as the engine does
-    const std::string& chosen =
-        m.stop ? select_command(door.stop_command, door.stop_command_6, m.source)
-               : select_command(door.start_command, door.start_command_6, m.source);
-    if (chosen.empty()) {
-      return Error{"refused: door " + m.door + " has no " + (m.stop ? "stop" : "start") +
-                   " command for " + m.source.str()};
+  // The current config first; for a stop, also the doors of earlier configs this writer
+  // read, so a stop still due for a door a reload removed or changed runs what its start
+  // was paired with.
+  std::string refusal = "refused: door " + m.door + " is not configured";
+  for (auto generation = doors_.rbegin(); generation != doors_.rend(); ++generation) {
+    for (const DoorActions& door : *generation) {
+      if (door.name != m.door) continue;  // the first definition, as the engine does
+      const std::string& chosen =
+          m.stop ? select_command(door.stop_command, door.stop_command_6, m.source)
+                 : select_command(door.start_command, door.start_command_6, m.source);
+      if (!chosen.empty()) return expand_command(chosen, m.source);
+      refusal = "refused: door " + m.door + " has no " + (m.stop ? "stop" : "start") +
+                " command for " + m.source.str();
+      break;
     }
-    return expand_command(chosen, m.source);
+    if (!m.stop) break;
   }
-  return Error{"refused: door " + m.door + " is not configured"};
+  return Error{refusal};
+}
+
+void KernelWriter::remember_doors() {
+  doors_.push_back(door_actions(config_));
+  if (doors_.size() > kRememberedConfigs) doors_.erase(doors_.begin());
 }
 
 void KernelWriter::run_command(const ipc::RunCommand& m) {
@@ -404,14 +464,17 @@ void KernelWriter::run_command(const ipc::RunCommand& m) {
   job.source = m.source;
   const uint32_t id = m.request_id;
   const uint64_t job_id = m.job_id;
-  job.on_start = [this, id](Result<pid_t> pid) {
+  // A command outlives the engine that asked for it; its news is for that engine only.
+  job.on_start = [this, id, generation = generation_](Result<pid_t> pid) {
+    if (generation != generation_) return;
     if (pid) {
       send(ipc::KernelReply{id, true, static_cast<uint64_t>(*pid), {}});
     } else {
       send(ipc::KernelReply{id, false, 0, pid.error().message});
     }
   };
-  job.on_exit = [this, job_id](const ExitStatus& status) {
+  job.on_exit = [this, job_id, generation = generation_](const ExitStatus& status) {
+    if (generation != generation_) return;
     send(ipc::CommandExited{job_id, status.exited, status.code, status.signal});
   };
   const bool limited = !m.stop;  // stops run on time, bounded by the pending-stop table
@@ -430,8 +493,11 @@ void KernelWriter::run_command(const ipc::RunCommand& m) {
   }
 }
 
-void KernelWriter::send(const ipc::KernelMessage& m) {
+void KernelWriter::send(ipc::KernelMessage m) {
   if (!channel_ || !channel_->is_open()) return;
+  if (auto* reply = std::get_if<ipc::KernelReply>(&m); reply && reply->text.size() > 4096) {
+    reply->text.resize(4096);  // config diagnostics can be long; a reply must fit
+  }
   auto bytes = ipc::encode_kernel_message(m);
   if (!bytes) {
     log::error("kernel writer: " + bytes.error().message);
@@ -443,13 +509,27 @@ void KernelWriter::send(const ipc::KernelMessage& m) {
     if (n >= 0) return;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      // The engine reads everything it is sent; wait for room rather than drop a reply.
+      // The engine reads while it sends; one that has not read for 5 s is stuck or
+      // hostile, and a reply must not be dropped: it is ended and restarted.
       pollfd p{channel_->native_handle(), POLLOUT, 0};
       if (::poll(&p, 1, 5000) > 0) continue;
+      drop_engine("it does not read its replies");
+      return;
     }
     log::warn(std::string("kernel writer: cannot send ") + ipc::kernel_message_name(m) +
               " to the engine: " + std::strerror(errno));
     return;
+  }
+}
+
+void KernelWriter::drop_engine(const char* why) {
+  if (channel_) {
+    boost::system::error_code ignored;
+    channel_->close(ignored);
+  }
+  if (engine_ > 0) {
+    log::error(std::string("engine: ") + why + "; ending it");
+    ::kill(engine_, SIGKILL);
   }
 }
 
