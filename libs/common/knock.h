@@ -1,5 +1,5 @@
 // What a knock is and what a door asks of a packet: the vocabulary the config parser
-// produces and the knock engine consumes.
+// produces and the knock engine, the packet decoder and the knock client consume.
 #pragma once
 
 #include <cstdint>
