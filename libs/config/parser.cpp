@@ -34,7 +34,6 @@ const char* section_kind_name(Section s) {
     case Section::door:
       return "a door section";
     case Section::spa:
-      return "an SPA door section";
     case Section::stanza:
       return "an SPA door section";
     case Section::none:
