@@ -89,7 +89,9 @@ std::vector<tcp::endpoint> listen_endpoints(const kg::config::Options& o) {
 // -n: the config (FILE:LINE errors), then what webd itself needs from it: the console's
 // files under WebRoot.
 int check(const std::string& config_path) {
-  kg::config::CheckResult result = kg::config::check(config_path);
+  // webd never reads the doors' one-time sequence files.
+  kg::config::CheckResult result =
+      kg::config::check(config_path, kg::config::ExternalFiles::unchecked);
   if (result.config) {
     kg::webd::StaticFiles files;
     if (auto r = files.load(result.config->options.web_root); !r) {

@@ -225,15 +225,19 @@ std::string dump(const Config& config, Secrets secrets = Secrets::hidden);
 // one-time sequence file must be readable and hold at least one usable sequence.
 std::vector<Diagnostic> check_external_files(const Config& config);
 
+// Whether check() also reads the doors' one-time sequence files. The programs that use them
+// (check-config, captured, policyd) check them; verdictd and webd never read them.
+enum class ExternalFiles : uint8_t { checked, unchecked };
+
 // What `knockgatectl check-config FILE` and every daemon's -n report: the file parsed, then
-// its external files checked (check_external_files).
+// (ExternalFiles::checked) its external files checked (check_external_files).
 struct CheckResult {
   int exit_code = 1;             // 0: usable; 1: not
   std::string out;               // the normalised config, secrets hidden, when usable
   std::string err;               // one `FILE:LINE: key: message` line per problem
   std::optional<Config> config;  // when usable, for a program's own further checks
 };
-CheckResult check(const std::string& path);
+CheckResult check(const std::string& path, ExternalFiles external = ExternalFiles::checked);
 
 // Writes `out` to stdout and `err` to stderr and returns the exit code; a write cut short
 // (full disk, closed pipe) turns success into 1, so a partial dump never looks valid.

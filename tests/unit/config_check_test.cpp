@@ -71,6 +71,15 @@ TEST_F(ConfigFile, CheckRefusesAMissingOneTimeSequenceFile) {
   EXPECT_NE(r.err.find(missing), std::string::npos) << r.err;
 }
 
+// verdictd's and webd's -n: they never read one-time sequence files.
+TEST_F(ConfigFile, CheckCanLeaveOneTimeSequenceFilesAlone) {
+  write("[d]\none_time_sequences = " + (dir_ / "missing.seq").string() + "\n");
+  const CheckResult r = check(path_, ExternalFiles::unchecked);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err, "");
+  EXPECT_NE(r.out.find("missing.seq"), std::string::npos) << r.out;
+}
+
 TEST_F(ConfigFile, CheckOfAnUnreadableFileSaysWhy) {
   const CheckResult r = check((dir_ / "absent.conf").string());
   EXPECT_EQ(r.exit_code, 1);
