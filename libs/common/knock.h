@@ -9,7 +9,9 @@ namespace kg {
 
 enum class Proto : uint8_t { tcp = 6, udp = 17 };
 
-inline const char* proto_name(Proto p) { return p == Proto::udp ? "udp" : "tcp"; }
+inline const char* proto_name(Proto p) {
+  return p == Proto::udp ? "udp" : "tcp";
+}
 
 struct Knock {
   Proto proto = Proto::tcp;
