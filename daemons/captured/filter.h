@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "common/addr.h"
-#include "config/door.h"
+#include "common/knock.h"
 
 namespace kg::captured {
 

@@ -49,19 +49,13 @@ int main(int argc, char** argv) {
   }
   log::init("knockgate-captured", args.level());
 
-  auto parsed = config::parse_file(args.config_path);
   // -n also checks the one-time files; a running daemon only needs them readable (an
   // exhausted file disables its door, as at run time, instead of stopping every door).
-  if (parsed.config && args.check_only) {
-    for (const auto& d : config::check_external_files(*parsed.config)) parsed.errors.push_back(d);
-  }
+  if (args.check_only) return config::print_check_result(config::check(args.config_path));
+  auto parsed = config::parse_file(args.config_path);
   if (!parsed.errors.empty()) {
     for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
     return 1;
-  }
-  if (args.check_only) {
-    std::fputs(config::dump(*parsed.config).c_str(), stdout);
-    return 0;
   }
 
   captured::DaemonSetup setup;

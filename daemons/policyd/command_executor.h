@@ -40,7 +40,9 @@ enum class CommandSubmitted { started, queued, rejected };
 
 // An executor's "never as asked" (a door or command its config does not have), as
 // opposed to a failure worth retrying: the error message starts with "refused: ".
-inline bool is_refusal(const Error& e) { return e.message.rfind("refused: ", 0) == 0; }
+inline bool is_refusal(const Error& e) {
+  return e.message.rfind("refused: ", 0) == 0;
+}
 
 class CommandExecutor {
  public:

@@ -1,9 +1,9 @@
 #include "policyd/command_runner.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <spawn.h>
-#include <grp.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,7 +43,8 @@ Error spawn_error(const char* what, int rc) {
 
 // The same child as posix_spawn makes below, but with a change of user before the exec,
 // which posix_spawn cannot do. Between fork and exec only async-signal-safe calls.
-Result<pid_t> fork_shell_as(char* const argv[], char* const envp[], const CommandRunner::RunAs& as) {
+Result<pid_t> fork_shell_as(char* const argv[], char* const envp[],
+                            const CommandRunner::RunAs& as) {
   const pid_t pid = ::fork();
   if (pid < 0) return Error{std::string("fork: ") + std::strerror(errno)};
   if (pid > 0) return pid;

@@ -7,9 +7,6 @@
 
 #include <sys/types.h>
 
-#include <optional>
-#include <vector>
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstddef>
@@ -17,7 +14,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 #include "policyd/command_executor.h"

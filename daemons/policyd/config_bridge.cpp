@@ -55,18 +55,4 @@ std::vector<std::string> duplicate_door_names(const config::Config& config) {
   return dups;
 }
 
-int check_config(const std::string& path, std::string& out, std::string& err) {
-  config::ParseResult parsed = config::parse_file(path);
-  std::vector<config::Diagnostic> errors = std::move(parsed.errors);
-  if (errors.empty() && parsed.config) {
-    errors = config::check_external_files(*parsed.config);
-  }
-  if (!errors.empty() || !parsed.config) {
-    for (const config::Diagnostic& d : errors) err += d.str() + "\n";
-    return 1;
-  }
-  out += config::dump(*parsed.config);
-  return 0;
-}
-
 }  // namespace kg::policyd

@@ -20,8 +20,4 @@ std::vector<GrantProfile> grant_profiles(const config::Config& config);
 // policyd acts with the first door of that name and warns about the others.
 std::vector<std::string> duplicate_door_names(const config::Config& config);
 
-// `-n`: what `knockgatectl check-config FILE` does. Prints the normalised config on
-// `out` and returns 0, or prints every `FILE:LINE: key: problem` on `err` and returns 1.
-int check_config(const std::string& path, std::string& out, std::string& err);
-
 }  // namespace kg::policyd

@@ -105,8 +105,8 @@ Result<ipc::KernelReply> KernelLink::call(std::vector<ipc::KernelMessage> datagr
       return m.error();
     }
     if (!*m) return Error{"the kernel writer did not answer within 120 s"};
-    if (auto* reply = std::get_if<ipc::KernelReply>(&**m); reply != nullptr &&
-                                                            reply->request_id == id) {
+    if (auto* reply = std::get_if<ipc::KernelReply>(&**m);
+        reply != nullptr && reply->request_id == id) {
       return std::move(*reply);
     }
     // Notices and command replies wait for the loop: the caller is in the middle of a

@@ -97,13 +97,6 @@ int main(int argc, char** argv) {
   kg::log::init(kProgram, args.level());
   if (engine) return kg::policyd::run_engine(std::move(args), kg::policyd::kEngineChannelFd);
 
-  if (args.check_only) {
-    std::string out;
-    std::string err;
-    const int code = kg::policyd::check_config(args.config_path, out, err);
-    std::fputs(out.c_str(), stdout);
-    std::fputs(err.c_str(), stderr);
-    return code;
-  }
+  if (args.check_only) return kg::config::print_check_result(kg::config::check(args.config_path));
   return run_writer(std::move(args));
 }

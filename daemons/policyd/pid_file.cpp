@@ -63,7 +63,7 @@ enum class Existing { gone, removed };
 
 // PATH exists: refuses when its owner lives; removes it when it is stale.
 Result<Existing> judge_existing(const std::string& path) {
-  const config::UniqueFd owned(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  const UniqueFd owned(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!owned.valid()) {
     if (errno == ENOENT) return Existing::gone;
     return errno_error("PidFile " + path + ": cannot read the existing file", errno);
@@ -100,7 +100,7 @@ Result<PidFile> PidFile::create(const std::string& path) {
   PidFile file;
   if (path.empty()) return file;
   std::string tmp = path + ".XXXXXX";
-  file.fd_ = config::UniqueFd(::mkostemp(tmp.data(), O_CLOEXEC));
+  file.fd_ = UniqueFd(::mkostemp(tmp.data(), O_CLOEXEC));
   if (!file.fd_.valid()) {
     return errno_error("PidFile " + path + ": cannot create a file next to it", errno);
   }

@@ -13,7 +13,7 @@
 #include <string>
 
 #include "common/result.h"
-#include "config/file_io.h"
+#include "common/unique_fd.h"
 
 namespace kg::policyd {
 
@@ -33,7 +33,7 @@ class PidFile {
  private:
   void release();
   std::string path_;
-  config::UniqueFd fd_;  // our file, flock-ed
+  UniqueFd fd_;  // our file, flock-ed
 };
 
 }  // namespace kg::policyd

@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "common/addr.h"
+#include "common/knock.h"
 #include "common/knocklog.h"
 #include "common/result.h"
-#include "config/door.h"
 #include "config/one_time.h"
 #include "ipc/messages.h"
 #include "policyd/audit_queue.h"

@@ -85,7 +85,7 @@ Result<Ok> pwrite_all(int fd, const uint8_t* data, size_t size, off_t offset) {
 Result<RevocationJournal> RevocationJournal::open(const std::string& path) {
   RevocationJournal j;
   j.path_ = path;
-  j.fd_ = config::UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640));
+  j.fd_ = UniqueFd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640));
   if (!j.fd_.valid()) return errno_error("cannot open", path, errno);
   struct stat st {};
   if (::fstat(j.fd_.get(), &st) != 0) return errno_error("fstat", path, errno);

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "config/file_io.h"
+#include "common/unique_fd.h"
 
 namespace kg::policyd {
 
@@ -62,7 +62,7 @@ class RevocationJournal {
   const std::string& path() const { return path_; }
 
  private:
-  config::UniqueFd fd_;
+  UniqueFd fd_;
   std::string path_;
   std::vector<bool> used_;
   size_t in_use_ = 0;

@@ -41,8 +41,8 @@ seccomp::Profile engine_seccomp_profile() {
   // lookups through NSS), no fork, no exec, no privilege changes.
   p.socket_domains = {AF_UNIX};
   p.may_spawn = false;
-  p.syscalls = {"unlink", "unlinkat", "rename", "renameat", "renameat2", "fchmod", "chmod",
-                "truncate", "flock", "fallocate", "fadvise64", "getppid", "sendmmsg"};
+  p.syscalls = {"unlink",   "unlinkat", "rename",    "renameat",  "renameat2", "fchmod",  "chmod",
+                "truncate", "flock",    "fallocate", "fadvise64", "getppid",   "sendmmsg"};
   return p;
 }
 

@@ -2,8 +2,8 @@
 
 #include <fcntl.h>
 #include <grp.h>
-#include <poll.h>
 #include <linux/capability.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
@@ -47,8 +47,8 @@ using Clock = std::chrono::steady_clock;
 // admin's commands, which inherit this set as root (NET_ADMIN, NET_RAW: iptables, nft,
 // ip); signalling the engine, which runs as another user (KILL); starting the engine and
 // letting it become its own user (SETUID, SETGID).
-constexpr std::initializer_list<int> kWriterCapabilities = {
-    CAP_NET_ADMIN, CAP_NET_RAW, CAP_KILL, CAP_SETUID, CAP_SETGID};
+constexpr std::initializer_list<int> kWriterCapabilities = {CAP_NET_ADMIN, CAP_NET_RAW, CAP_KILL,
+                                                            CAP_SETUID, CAP_SETGID};
 
 // Limits of the admin's commands, as knockgate-policyd always had them.
 constexpr size_t kMaxRunningCommands = 32;
@@ -131,7 +131,7 @@ class KernelWriter {
   std::vector<ipc::GrantInstall> chunks_;  // GrantChunks waiting for their request
   bool chunks_refused_ = false;
   std::string chunks_refusal_;
-  uint64_t generation_ = 0;  // engines started so far
+  uint64_t generation_ = 0;                      // engines started so far
   std::vector<std::vector<DoorActions>> doors_;  // of the configs read, the newest last
   pid_t engine_ = -1;
   Clock::time_point engine_started_;
@@ -197,8 +197,7 @@ Result<Ok> KernelWriter::spawn_engine() {
   posix_spawn_file_actions_adddup2(&actions, theirs.fd, kEngineChannelFd);
   // Nothing else of the writer's crosses: its netlink sockets were opened as root.
   posix_spawn_file_actions_addclosefrom_np(&actions, kEngineChannelFd + 1);
-  std::vector<std::string> args = {options_.program_path, kEngineFlag, "-c",
-                                   options_.config_path};
+  std::vector<std::string> args = {options_.program_path, kEngineFlag, "-c", options_.config_path};
   args.insert(args.end(), options_.engine_flags.begin(), options_.engine_flags.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -251,8 +250,8 @@ void KernelWriter::drain_channel() {
       return;
     }
     if (static_cast<size_t>(n) > ipc::kKernelDatagramBytes) {
-      log::error("engine: refused a datagram over " +
-                 std::to_string(ipc::kKernelDatagramBytes) + " bytes");
+      log::error("engine: refused a datagram over " + std::to_string(ipc::kKernelDatagramBytes) +
+                 " bytes");
       send(ipc::KernelReply{0, false, 0, "refused: datagram too large"});
       continue;
     }
@@ -294,9 +293,8 @@ void KernelWriter::handle(std::span<const uint8_t> datagram) {
     chunks_.clear();
     log::error(std::string("engine: refused ") + ipc::kernel_message_name(m) +
                ": not a request the kernel writer takes");
-    send(ipc::KernelReply{0, false, 0,
-                          std::string("refused: ") + ipc::kernel_message_name(m) +
-                              " is not a request"});
+    send(ipc::KernelReply{
+        0, false, 0, std::string("refused: ") + ipc::kernel_message_name(m) + " is not a request"});
   }
 }
 
@@ -486,8 +484,7 @@ void KernelWriter::run_command(const ipc::RunCommand& m) {
                 " commands running; start command for " + m.source.str() + " queued");
       break;
     case CommandSubmitted::rejected:
-      log::error(m.door + ": command queue full; start command for " + m.source.str() +
-                 " dropped");
+      log::error(m.door + ": command queue full; start command for " + m.source.str() + " dropped");
       send(ipc::KernelReply{id, false, 0, "command queue full; dropped"});
       break;
   }
@@ -504,8 +501,7 @@ void KernelWriter::send(ipc::KernelMessage m) {
     return;
   }
   for (;;) {
-    const ssize_t n =
-        ::send(channel_->native_handle(), bytes->data(), bytes->size(), MSG_NOSIGNAL);
+    const ssize_t n = ::send(channel_->native_handle(), bytes->data(), bytes->size(), MSG_NOSIGNAL);
     if (n >= 0) return;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {

@@ -41,14 +41,15 @@ int main(int argc, char** argv) {
   }
   log::init("knockgate-verdictd", args.level());
 
+  if (args.check_only) {
+    // verdictd never reads the doors' one-time sequence files.
+    return config::print_check_result(
+        config::check(args.config_path, config::ExternalFiles::unchecked));
+  }
   auto parsed = config::parse_file(args.config_path);
   if (!parsed.errors.empty()) {
     for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
     return 1;
-  }
-  if (args.check_only) {
-    std::fputs(config::dump(*parsed.config).c_str(), stdout);
-    return 0;
   }
 
   verdictd::DaemonSetup setup;

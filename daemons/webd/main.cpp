@@ -89,18 +89,18 @@ std::vector<tcp::endpoint> listen_endpoints(const kg::config::Options& o) {
 // -n: the config (FILE:LINE errors), then what webd itself needs from it: the console's
 // files under WebRoot.
 int check(const std::string& config_path) {
-  kg::config::ParseResult parsed = kg::config::parse_file(config_path);
-  if (!parsed.config || !parsed.errors.empty()) {
-    for (const auto& d : parsed.errors) std::fprintf(stderr, "%s\n", d.str().c_str());
-    return 1;
+  // webd never reads the doors' one-time sequence files.
+  kg::config::CheckResult result =
+      kg::config::check(config_path, kg::config::ExternalFiles::unchecked);
+  if (result.config) {
+    kg::webd::StaticFiles files;
+    if (auto r = files.load(result.config->options.web_root); !r) {
+      result.out.clear();
+      result.err = config_path + ": " + r.error().message + "\n";
+      result.exit_code = 1;
+    }
   }
-  kg::webd::StaticFiles files;
-  if (auto r = files.load(parsed.config->options.web_root); !r) {
-    std::fprintf(stderr, "%s: %s\n", config_path.c_str(), r.error().message.c_str());
-    return 1;
-  }
-  std::fputs(kg::config::dump(*parsed.config).c_str(), stdout);
-  return 0;
+  return kg::config::print_check_result(result);
 }
 
 int run(const std::string& config_path) {

@@ -258,7 +258,7 @@ bool out_of_resources(const error_code& ec) {
 
 bool Server::Reserve::acquire() {
   for (auto& fd : fds_) {
-    if (!fd.valid()) fd = config::UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) fd = UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return false;
   }
   return true;

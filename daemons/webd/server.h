@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "config/file_io.h"
+#include "common/unique_fd.h"
 #include "webd/app.h"
 #include "webd/http.h"
 #include "webd/stream_hub.h"
@@ -75,7 +75,7 @@ class Server {
     void release();
 
    private:
-    std::array<kg::config::UniqueFd, 2> fds_;
+    std::array<kg::UniqueFd, 2> fds_;
   };
 
   // One episode of running out: logged when it starts and when accepts have worked for a

@@ -157,8 +157,8 @@ Writer::Writer(Options options) : options_(std::move(options)) {}
 Result<std::unique_ptr<Writer>> Writer::open(Options options) {
   std::unique_ptr<Writer> w(new Writer(std::move(options)));
   if (!w->options_.log_file.empty()) {
-    w->file_fd_ = open_log_file(w->options_.log_file);
-    if (w->file_fd_ < 0) {
+    w->file_fd_ = UniqueFd(open_log_file(w->options_.log_file));
+    if (!w->file_fd_.valid()) {
       return Error{"cannot open log file " + w->options_.log_file + ": " + std::strerror(errno)};
     }
   }
@@ -172,7 +172,6 @@ Result<std::unique_ptr<Writer>> Writer::open(Options options) {
 }
 
 Writer::~Writer() {
-  if (file_fd_ >= 0) ::close(file_fd_);
   if (syslog_open_) closelog();
 }
 
@@ -183,8 +182,7 @@ Result<Ok> Writer::reopen() {
     return Error{"cannot open log file " + options_.log_file + ": " + std::strerror(errno)};
   }
   std::lock_guard lock(mutex_);
-  if (file_fd_ >= 0) ::close(file_fd_);
-  file_fd_ = fd;
+  file_fd_ = UniqueFd(fd);  // closes the old descriptor
   return Ok{};
 }
 
@@ -203,10 +201,10 @@ void Writer::write(const Entry& entry, std::time_t when) {
 
 void Writer::write_file(const std::string& line) {
   std::lock_guard lock(mutex_);
-  if (file_fd_ < 0) return;
+  if (!file_fd_.valid()) return;
   // One write(2) per line: with O_APPEND the kernel places each whole line atomically
   // at the end, so captured and policyd can share knockd's single log file.
-  (void)write_all(file_fd_, line.data(), line.size());
+  (void)write_all(file_fd_.get(), line.data(), line.size());
 }
 
 void Writer::write_journal(const Entry& entry) {

@@ -17,6 +17,7 @@
 
 #include "common/addr.h"
 #include "common/result.h"
+#include "common/unique_fd.h"
 
 namespace kg::knocklog {
 
@@ -85,7 +86,7 @@ class Writer {
 
   Options options_;
   std::mutex mutex_;  // guards file_fd_ across reopen()
-  int file_fd_ = -1;
+  UniqueFd file_fd_;
   bool journal_ = false;
   bool syslog_open_ = false;
 };

@@ -1,8 +1,8 @@
 #include "common/privdrop.h"
 
 #include <grp.h>
-#include <pwd.h>
 #include <linux/capability.h>
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -15,7 +15,9 @@
 namespace kg {
 
 namespace {
-std::string errno_text(const char* what) { return std::string(what) + ": " + std::strerror(errno); }
+std::string errno_text(const char* what) {
+  return std::string(what) + ": " + std::strerror(errno);
+}
 }  // namespace
 
 Result<Credentials> lookup_user(const std::string& name) {

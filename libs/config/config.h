@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "common/addr.h"
-#include "config/door.h"
+#include "common/knock.h"
 #include "config/spa_door.h"
 
 namespace kg::config {
@@ -229,5 +229,23 @@ std::string dump(const Config& config, Secrets secrets = Secrets::hidden);
 // Checks what parsing leaves alone because it lives outside the file: every door's
 // one-time sequence file must be readable and hold at least one usable sequence.
 std::vector<Diagnostic> check_external_files(const Config& config);
+
+// Whether check() also reads the doors' one-time sequence files. The programs that use them
+// (check-config, captured, policyd) check them; verdictd and webd never read them.
+enum class ExternalFiles : uint8_t { checked, unchecked };
+
+// What `knockgatectl check-config FILE` and every daemon's -n report: the file parsed, then
+// (ExternalFiles::checked) its external files checked (check_external_files).
+struct CheckResult {
+  int exit_code = 1;             // 0: usable; 1: not
+  std::string out;               // the normalised config, secrets hidden, when usable
+  std::string err;               // one `FILE:LINE: key: message` line per problem
+  std::optional<Config> config;  // when usable, for a program's own further checks
+};
+CheckResult check(const std::string& path, ExternalFiles external = ExternalFiles::checked);
+
+// Writes `out` to stdout and `err` to stderr and returns the exit code; a write cut short
+// (full disk, closed pipe) turns success into 1, so a partial dump never looks valid.
+int print_check_result(const CheckResult& result);
 
 }  // namespace kg::config

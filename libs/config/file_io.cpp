@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/unique_fd.h"
+
 namespace kg::config {
 
 Result<std::string> read_whole(int fd, std::size_t limit) {

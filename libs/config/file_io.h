@@ -1,42 +1,12 @@
-// Small file helpers for the config library: an owning descriptor and whole-file reads.
+// Whole-file reads for the config library.
 #pragma once
-
-#include <unistd.h>
 
 #include <cstddef>
 #include <string>
-#include <utility>
 
 #include "common/result.h"
 
 namespace kg::config {
-
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() { reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 // Config files and one-time sequence files are small; anything larger is a mistake.
 inline constexpr std::size_t kMaxConfigFileBytes = 16U << 20U;

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "config/file_io.h"
 #include "config/values.h"
 
 namespace kg::config {

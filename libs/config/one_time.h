@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "common/knock.h"
 #include "common/result.h"
+#include "common/unique_fd.h"
 #include "config/config.h"
-#include "config/door.h"
-#include "config/file_io.h"
 
 namespace kg::config {
 

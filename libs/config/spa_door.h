@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "spa/stanza.h"
 #include "spa/transport.h"
-#include "spa/verify.h"
 
 namespace kg::config {
 
@@ -52,34 +52,6 @@ struct SpaDoor {
            a.grant == b.grant && a.max_age_s == b.max_age_s && a.access_file == b.access_file &&
            a.access == b.access;
   }
-};
-
-// Reads the directives of one `[spa NAME]` section, line by line (keys already lower-case).
-class SpaSectionReader {
- public:
-  // `access_conf_only`: only stanza keys (an AccessFile), no door keys.
-  SpaSectionReader(std::string file, SpaDoor& door, std::vector<Diagnostic>& errors,
-                   bool access_conf_only = false)
-      : file_(std::move(file)), door_(door), errors_(errors), access_conf_only_(access_conf_only) {}
-  void directive(int line, const std::string& key, std::string_view value);
-  void finish();
-  int line_of_grant() const { return grant_line_; }
-
- private:
-  void error(int line, const std::string& key, std::string message);
-  void stanza_key(int line, const std::string& key, std::string_view value);
-  void finish_stanza();
-
-  std::string file_;
-  SpaDoor& door_;
-  std::vector<Diagnostic>& errors_;
-  std::vector<SpaAccess>* target_ = nullptr;
-  int grant_line_ = 0;
-  bool have_key_ = false;
-  int key_line_ = 0;
-  bool have_hmac_key_ = false;
-  int hmac_key_line_ = 0;
-  bool access_conf_only_ = false;
 };
 
 // The `[spa NAME]` sections in normal form (keys as KEY_BASE64, or kHiddenSecret), for dump().

@@ -8,10 +8,6 @@
 namespace kg::config {
 namespace {
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
-}
-
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
 }
@@ -137,20 +133,6 @@ constexpr FlagName kFlags[] = {{"fin", tcpflag::fin}, {"syn", tcpflag::syn}, {"r
                                {"psh", tcpflag::psh}, {"ack", tcpflag::ack}, {"urg", tcpflag::urg}};
 
 }  // namespace
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-std::string to_lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 bool has_inline_comment(std::string_view value) {
   for (size_t i = 0; i < value.size(); ++i) {

@@ -10,13 +10,11 @@
 #include <vector>
 
 #include "common/result.h"
+#include "common/text.h"
 #include "config/config.h"
 
 namespace kg::config {
 
-// Both ends, C isspace() set, as knockd trims lines and values.
-std::string_view trim(std::string_view s);
-std::string to_lower(std::string_view s);
 // True when the text looks like it carries a trailing comment (`... # x` or `#x`).
 bool has_inline_comment(std::string_view value);
 

@@ -44,8 +44,12 @@ bool decode_bool(Reader& r, const char* field) {
 }
 
 void encode_body(Writer&, const EngineReady&) {}
-void encode_body(Writer& w, const WriterReady& m) { w.string(m.features); }
-void encode_body(Writer& w, const GrantChunk& m) { encode_grants(w, m.grants); }
+void encode_body(Writer& w, const WriterReady& m) {
+  w.string(m.features);
+}
+void encode_body(Writer& w, const GrantChunk& m) {
+  encode_grants(w, m.grants);
+}
 void encode_body(Writer& w, const AddGrants& m) {
   w.u32(m.request_id);
   encode_grants(w, m.grants);
@@ -79,7 +83,9 @@ void encode_body(Writer& w, const CommandExited& m) {
   w.u32(static_cast<uint32_t>(m.code));
   w.u32(static_cast<uint32_t>(m.signal));
 }
-void encode_body(Writer& w, const ReconcileNeeded& m) { w.string(m.why); }
+void encode_body(Writer& w, const ReconcileNeeded& m) {
+  w.string(m.why);
+}
 
 KernelMessage decode_body(KernelMessageType type, Reader& r) {
   switch (type) {
@@ -150,10 +156,9 @@ bool known_type(uint8_t t) {
 }  // namespace
 
 const char* kernel_message_name(const KernelMessage& m) {
-  static constexpr const char* kNames[] = {"WriterReady", "EngineReady",  "GrantChunk",
-                                           "AddGrants",   "RemoveGrants", "Reconcile",
-                                           "RunCommand",  "KernelReply",  "CommandExited",
-                                           "ReconcileNeeded"};
+  static constexpr const char* kNames[] = {
+      "WriterReady", "EngineReady", "GrantChunk",  "AddGrants",     "RemoveGrants",
+      "Reconcile",   "RunCommand",  "KernelReply", "CommandExited", "ReconcileNeeded"};
   return kNames[m.index()];
 }
 
@@ -195,9 +200,9 @@ std::vector<KernelMessage> split_grants(Request request, size_t chunk) {
   size_t begin = 0;
   while (all.size() - begin > chunk) {
     GrantChunk c;
-    c.grants.assign(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(begin)),
-                    std::make_move_iterator(all.begin() +
-                                            static_cast<std::ptrdiff_t>(begin + chunk)));
+    c.grants.assign(
+        std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(begin)),
+        std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(begin + chunk)));
     out.emplace_back(std::move(c));
     begin += chunk;
   }

@@ -17,8 +17,8 @@
 #include <vector>
 
 #include "common/addr.h"
+#include "common/knock.h"
 #include "common/result.h"
-#include "config/door.h"
 #include "ipc/wire.h"
 
 namespace kg::ipc {

@@ -36,8 +36,8 @@
 
 #include "common/addr.h"
 #include "common/hash.h"
+#include "common/knock.h"
 #include "common/result.h"
-#include "config/door.h"
 #include "knock/flat_array.h"
 
 namespace kg::knock {

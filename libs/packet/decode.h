@@ -78,7 +78,7 @@ inline constexpr uint8_t dest_options = 60;
 inline constexpr uint8_t mobility = 135;
 }  // namespace ipproto
 
-// ECN bits of the TCP flags byte; FIN..URG are kg::tcpflag in config/door.h.
+// ECN bits of the TCP flags byte; FIN..URG are kg::tcpflag in common/knock.h.
 namespace tcpflag_ecn {
 inline constexpr uint8_t ece = 0x40;
 inline constexpr uint8_t cwr = 0x80;

@@ -2,21 +2,11 @@
 
 #include <charconv>
 
+#include "common/text.h"
+
 namespace kg::spa {
 
 namespace {
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
-std::string lower(std::string_view s) {
-  std::string out;
-  for (char c : s) out += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-  return out;
-}
 
 const char* proto_name(uint8_t p) {
   switch (p) {
@@ -43,7 +33,7 @@ Result<ProtoPort> parse_proto_port(std::string_view text) {
   if (slash == std::string_view::npos) {
     return Error{"\"" + std::string(text) + "\" is not proto/port"};
   }
-  const std::string proto = lower(text.substr(0, slash));
+  const std::string proto = to_lower(text.substr(0, slash));
   ProtoPort out;
   if (proto == "tcp") {
     out.proto = 6;

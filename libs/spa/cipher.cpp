@@ -59,36 +59,6 @@ Bytes run_cipher(EncryptionMode mode, const KeyIv& kiv, std::span<const uint8_t>
 
 }  // namespace
 
-const char* encryption_mode_name(EncryptionMode m) {
-  switch (m) {
-    case EncryptionMode::cbc:
-      return "CBC";
-    case EncryptionMode::ecb:
-      return "ECB";
-    case EncryptionMode::cfb:
-      return "CFB";
-    case EncryptionMode::ofb:
-      return "OFB";
-    case EncryptionMode::ctr:
-      return "CTR";
-    case EncryptionMode::legacy:
-      return "legacy";
-  }
-  return "CBC";
-}
-
-std::optional<EncryptionMode> parse_encryption_mode(std::string_view name) {
-  std::string lower;
-  for (char c : name) lower += (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-  if (lower == "cbc") return EncryptionMode::cbc;
-  if (lower == "ecb") return EncryptionMode::ecb;
-  if (lower == "cfb") return EncryptionMode::cfb;
-  if (lower == "ofb") return EncryptionMode::ofb;
-  if (lower == "ctr") return EncryptionMode::ctr;
-  if (lower == "legacy") return EncryptionMode::legacy;
-  return std::nullopt;
-}
-
 Bytes effective_password(EncryptionMode mode, std::span<const uint8_t> key) {
   Bytes pw(key.begin(), key.end());
   if (mode == EncryptionMode::legacy) pw.resize(16, '0');

@@ -9,19 +9,12 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "spa/algorithms.h"
 #include "spa/base64.h"
 
 namespace kg::spa {
 
-// `legacy` is CBC with fwknop < 2.5's key handling: the key right-padded with '0' to 16
-// bytes, or cut to 16.
-enum class EncryptionMode : uint8_t { cbc, ecb, cfb, ofb, ctr, legacy };
-
-const char* encryption_mode_name(EncryptionMode m);                          // "CBC", ..., "legacy"
-std::optional<EncryptionMode> parse_encryption_mode(std::string_view name);  // any case
-
 inline constexpr size_t kSaltSize = 8;
-inline constexpr size_t kMaxEncryptionKeyBytes = 32;
 inline constexpr std::string_view kSaltedMagic = "Salted__";
 
 struct KeyIv {

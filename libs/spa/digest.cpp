@@ -31,56 +31,6 @@ const EVP_MD* md_of(DigestType t) {
 
 }  // namespace
 
-const char* digest_name(DigestType t) {
-  switch (t) {
-    case DigestType::md5:
-      return "md5";
-    case DigestType::sha1:
-      return "sha1";
-    case DigestType::sha256:
-      return "sha256";
-    case DigestType::sha384:
-      return "sha384";
-    case DigestType::sha512:
-      return "sha512";
-    case DigestType::sha3_256:
-      return "sha3_256";
-    case DigestType::sha3_512:
-      return "sha3_512";
-  }
-  return "sha256";
-}
-
-std::optional<DigestType> parse_digest_name(std::string_view name) {
-  std::string lower;
-  for (char c : name) {
-    const char l = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-    lower += l == '-' ? '_' : l;
-  }
-  for (DigestType t : kAllDigestTypes) {
-    if (lower == digest_name(t)) return t;
-  }
-  return std::nullopt;
-}
-
-size_t digest_size(DigestType t) {
-  switch (t) {
-    case DigestType::md5:
-      return 16;
-    case DigestType::sha1:
-      return 20;
-    case DigestType::sha256:
-    case DigestType::sha3_256:
-      return 32;
-    case DigestType::sha384:
-      return 48;
-    case DigestType::sha512:
-    case DigestType::sha3_512:
-      return 64;
-  }
-  return 32;
-}
-
 Bytes digest(DigestType t, std::span<const uint8_t> data) {
   Bytes out(EVP_MAX_MD_SIZE);
   unsigned len = 0;

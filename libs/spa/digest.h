@@ -1,4 +1,5 @@
-// fwknop's digest types: the message digest inside the plaintext and the HMAC algorithm.
+// fwknop's digests (the message digest inside the plaintext, the HMAC's hash) through
+// OpenSSL EVP; their names are in spa/algorithms.h.
 #pragma once
 
 #include <cstdint>
@@ -6,26 +7,10 @@
 #include <span>
 #include <string_view>
 
+#include "spa/algorithms.h"
 #include "spa/base64.h"
 
 namespace kg::spa {
-
-enum class DigestType : uint8_t { md5, sha1, sha256, sha384, sha512, sha3_256, sha3_512 };
-
-inline constexpr DigestType kAllDigestTypes[] = {
-    DigestType::md5,    DigestType::sha1,     DigestType::sha256,  DigestType::sha384,
-    DigestType::sha512, DigestType::sha3_256, DigestType::sha3_512};
-
-// fwknop's spelling: "md5", "sha1", "sha256", "sha384", "sha512", "sha3_256", "sha3_512".
-const char* digest_name(DigestType t);
-// Case-insensitive; also accepts "sha3-256"/"sha3-512".
-std::optional<DigestType> parse_digest_name(std::string_view name);
-
-size_t digest_size(DigestType t);  // bytes
-// Length of the digest as unpadded base64 (22, 27, 43, 64, 86).
-inline size_t digest_b64_size(DigestType t) {
-  return (digest_size(t) * 4 + 2) / 3;
-}
 
 Bytes digest(DigestType t, std::span<const uint8_t> data);
 inline Bytes digest(DigestType t, std::string_view text) {

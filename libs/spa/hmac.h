@@ -10,8 +10,6 @@
 
 namespace kg::spa {
 
-inline constexpr size_t kMaxHmacKeyBytes = 128;
-
 Bytes hmac(DigestType t, std::span<const uint8_t> key, std::string_view data);
 
 // The HMAC as fwknop appends it: unpadded base64.

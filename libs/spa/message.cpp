@@ -46,17 +46,6 @@ bool looks_decrypted(std::string_view plaintext) {
   return plaintext[kRandDigits] == ':';
 }
 
-bool valid_username(std::string_view user) {
-  if (user.empty()) return false;
-  for (char c : user) {
-    if (c < 0x21 || c > 0x7e) return false;
-    for (char bad : std::string_view("\"/\\[]:;|=,+*?<>")) {
-      if (c == bad) return false;
-    }
-  }
-  return true;
-}
-
 std::string encode_fields(const Plaintext& p) {
   std::string out = p.rand;
   out += ':' + b64_encode(p.user);

@@ -11,6 +11,7 @@
 
 #include "common/result.h"
 #include "spa/digest.h"
+#include "spa/stanza.h"
 
 namespace kg::spa {
 
@@ -71,8 +72,5 @@ struct PlaintextProblem {
 // Parses and checks the fields and the digest. The digest type follows from its length
 // (for 43 and 86 characters SHA-2 is tried before SHA-3).
 std::variant<Plaintext, PlaintextProblem> parse_plaintext(std::string_view text);
-
-// fwknop's username rule: printable, none of  " / \ [ ] : ; | = , + * ? < >
-bool valid_username(std::string_view user);
 
 }  // namespace kg::spa

@@ -21,37 +21,17 @@
 #include <vector>
 
 #include "common/addr.h"
-#include "spa/access.h"
 #include "spa/cipher.h"
 #include "spa/digest.h"
 #include "spa/message.h"
 #include "spa/reject.h"
+#include "spa/stanza.h"
 
 namespace kg::spa {
 
 inline constexpr size_t kMinPacket = 96;
 inline constexpr size_t kMaxPacket = 1500;
 inline constexpr std::string_view kSaltedB64Prefix = "U2FsdGVkX1";
-
-// One access stanza (fwknopd access.conf semantics, docs/spa.md).
-struct Stanza {
-  std::string label;              // for logs: "FILE:LINE"; never key material
-  std::vector<IpPrefix> sources;  // SOURCE; empty = ANY
-  Bytes key;                      // KEY / KEY_BASE64 (1-32 bytes)
-  EncryptionMode mode = EncryptionMode::cbc;
-  std::optional<Bytes> hmac_key;  // HMAC_KEY / HMAC_KEY_BASE64; absent = no HMAC
-  DigestType hmac_type = DigestType::sha256;
-  std::vector<std::string> usernames;     // REQUIRE_USERNAME; empty = any
-  std::vector<ProtoPort> open_ports;      // OPEN_PORTS; empty = any within the profile
-  std::vector<ProtoPort> restrict_ports;  // RESTRICT_PORTS
-  // The granted profile's ports (captured fills it in): every request must be in it.
-  std::optional<std::vector<ProtoPort>> profile_ports;
-  bool require_source_address = false;  // REQUIRE_SOURCE_ADDRESS: refuse 0.0.0.0
-  bool match_source_address = true;     // MATCH_SOURCE_ADDRESS: allow IP must be the source
-  uint32_t fw_access_timeout = 0;       // FW_ACCESS_TIMEOUT; 0 = the profile's lifetime
-  uint32_t max_fw_timeout = 300;        // MAX_FW_TIMEOUT caps a client timeout
-  friend bool operator==(const Stanza&, const Stanza&) = default;
-};
 
 struct VerifyOptions {
   int64_t max_age_s = 120;

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "config/door.h"
+#include "common/knock.h"
 #include "packet/decode.h"
 
 namespace kg::packet {

@@ -1,11 +1,11 @@
 // The engine ↔ kernel writer message set: every message round-trips, grant lists are cut
 // into datagrams that fit, and what the writer must refuse does not decode.
+#include "ipc/kernel_messages.h"
+
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
-
-#include "ipc/kernel_messages.h"
 
 namespace {
 
@@ -81,11 +81,14 @@ TEST(KernelMessages, WhatTheWriterMustRefuseDoesNotDecode) {
   EXPECT_NE(refused(truncated).find("truncated"), std::string::npos);
   EXPECT_FALSE(refused(*encode_kernel_message(AddGrants{1, {grant(0, "192.0.2.1")}})).empty());
   EXPECT_FALSE(refused(*encode_kernel_message(AddGrants{1, {grant(1, "192.0.2.1", "")}})).empty());
-  auto command = *encode_kernel_message(RunCommand{1, 1, "door", false, *kg::IpAddr::parse("192.0.2.1")});
+  auto command =
+      *encode_kernel_message(RunCommand{1, 1, "door", false, *kg::IpAddr::parse("192.0.2.1")});
   auto bad_bool = command;
   bad_bool[1 + 4 + 8 + 4 + 4] = 2;  // the `stop` byte after request, job and door
   EXPECT_NE(refused(bad_bool).find("stop"), std::string::npos);
-  EXPECT_FALSE(refused(*encode_kernel_message(RunCommand{1, 1, "", false, *kg::IpAddr::parse("192.0.2.1")})).empty());
+  EXPECT_FALSE(
+      refused(*encode_kernel_message(RunCommand{1, 1, "", false, *kg::IpAddr::parse("192.0.2.1")}))
+          .empty());
 }
 
 TEST(KernelMessages, OversizedMessagesAreNotEncoded) {

@@ -21,22 +21,7 @@ int run_check_config(const Args& args) {
     (void)std::fputs("usage: knockgatectl check-config FILE\n", stderr);
     return kExitUsage;
   }
-  const std::string path(args[0]);
-  auto result = config::parse_file(path);
-  if (result.config) {
-    // Doors' one-time sequence files must exist too, or the daemons would refuse to start.
-    result.errors = config::check_external_files(*result.config);
-  }
-  if (!result.errors.empty()) {
-    for (const auto& e : result.errors) {
-      (void)std::fprintf(stderr, "%s\n", e.str().c_str());
-    }
-    return kExitFailed;
-  }
-  const std::string text = config::dump(*result.config);
-  // A dump cut short (full disk, closed pipe) must not look like success.
-  const bool written = std::fwrite(text.data(), 1, text.size(), stdout) == text.size();
-  return written && std::fflush(stdout) == 0 ? kExitOk : kExitFailed;
+  return config::print_check_result(config::check(std::string(args[0])));
 }
 
 }  // namespace kg::ctl

@@ -12,42 +12,12 @@
 #include <memory>
 #include <sstream>
 
+#include "common/text.h"
+#include "common/unique_fd.h"
 #include "knock/command_words.h"
 
 namespace kg::knockclient {
 namespace {
-
-// Owns a file descriptor; closes it once.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
-
-std::string_view trim(std::string_view s) {
-  const char* blanks = " \t\r\n\f\v";
-  const size_t first = s.find_first_not_of(blanks);
-  if (first == std::string_view::npos) return {};
-  const size_t last = s.find_last_not_of(blanks);
-  return s.substr(first, last - first + 1);
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
 
 bool all_digits(std::string_view s) {
   if (s.empty()) return false;
@@ -69,7 +39,7 @@ std::optional<long> parse_decimal(std::string_view s, long limit) {
 }
 
 std::optional<Proto> parse_proto(std::string_view text) {
-  const std::string p = lower(trim(text));
+  const std::string p = to_lower(trim(text));
   if (p == "tcp") return Proto::tcp;
   if (p == "udp") return Proto::udp;
   return std::nullopt;
@@ -125,7 +95,7 @@ Result<Ok> add_tcpflags(std::string_view value, TcpFlagsTest& test) {
       must_clear = true;
       token.remove_prefix(1);
     }
-    const std::string name = lower(token);
+    const std::string name = to_lower(token);
     uint8_t bit = 0;
     if (name == "fin")
       bit = tcpflag::fin;
@@ -153,7 +123,7 @@ Result<Ok> add_tcpflags(std::string_view value, TcpFlagsTest& test) {
 }
 
 std::optional<FamilyWanted> parse_family(std::string_view text) {
-  const std::string f = lower(trim(text));
+  const std::string f = to_lower(trim(text));
   if (f == "4" || f == "ipv4" || f == "inet") return FamilyWanted::v4;
   if (f == "6" || f == "ipv6" || f == "inet6") return FamilyWanted::v6;
   if (f == "any" || f == "both") return FamilyWanted::any;
@@ -374,7 +344,7 @@ Result<ClientConfig> parse_client_config(std::string_view text, const std::strin
       if (name == "options") {
         kind = SectionKind::skipped;
       } else if (space != std::string_view::npos) {
-        if (lower(name.substr(0, space)) == "door") {
+        if (to_lower(name.substr(0, space)) == "door") {
           const std::string_view door_name = trim(name.substr(space + 1));
           kind = SectionKind::client_door;
           config.doors.push_back(ClientDoor{});
@@ -403,9 +373,9 @@ Result<ClientConfig> parse_client_config(std::string_view text, const std::strin
 
     const size_t eq = line.find('=');
     if (eq == std::string_view::npos) {
-      return err(where(line_no, lower(line)) + "expected 'key = value'");
+      return err(where(line_no, to_lower(line)) + "expected 'key = value'");
     }
-    const std::string key = lower(trim(line.substr(0, eq)));
+    const std::string key = to_lower(trim(line.substr(0, eq)));
     const std::string_view value = trim(line.substr(eq + 1));
 
     if (key == "sequence") {

@@ -13,7 +13,7 @@
 
 #include "common/addr.h"
 #include "common/result.h"
-#include "config/door.h"
+#include "common/knock.h"
 
 namespace kg::knockclient {
 

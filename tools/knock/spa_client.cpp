@@ -11,6 +11,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "common/unique_fd.h"
 #include "knock/command_words.h"
 #include "knock/knock_client.h"
 #include "spa/access.h"
@@ -23,16 +24,6 @@ namespace {
 Error usage(std::string m) {
   return Error{std::move(m)};
 }
-
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-};
 
 Result<spa::Bytes> key_bytes(std::string_view value, bool base64, const char* what) {
   if (!base64) return spa::Bytes(value.begin(), value.end());
@@ -336,25 +327,25 @@ Result<std::string> send_spa_packet(const SpaOptions& o, const std::string& pack
     reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port = htons(port);
   }
   const bool udp = o.transport == spa::Transport::udp;
-  Fd fd(::socket(addr.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
-  if (fd.fd < 0) return Error{std::string("socket: ") + std::strerror(errno)};
+  UniqueFd fd(::socket(addr.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Error{std::string("socket: ") + std::strerror(errno)};
   const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
   const std::string where = std::string(spa::transport_name(o.transport)) + " " + target->ip.str() +
                             " port " + std::to_string(port);
   if (udp) {
-    if (::sendto(fd.fd, packet.data(), packet.size(), 0, sa, target->addr_len) < 0) {
+    if (::sendto(fd.get(), packet.data(), packet.size(), 0, sa, target->addr_len) < 0) {
       return Error{"send to " + where + ": " + std::strerror(errno)};
     }
     return "sent " + std::to_string(packet.size()) + " bytes to " + where;
   }
-  if (::connect(fd.fd, sa, target->addr_len) != 0) {
+  if (::connect(fd.get(), sa, target->addr_len) != 0) {
     return Error{"connect to " + where + ": " + std::strerror(errno)};
   }
   const std::string data =
       o.transport == spa::Transport::http ? spa::wrap_http(packet, o.host) : packet;
   size_t off = 0;
   while (off < data.size()) {
-    const ssize_t n = ::send(fd.fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    const ssize_t n = ::send(fd.get(), data.data() + off, data.size() - off, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Error{"send to " + where + ": " + std::strerror(errno)};

@@ -1,4 +1,4 @@
-#include "config/door.h"
+#include "common/knock.h"
 
 namespace kg {
 

@@ -1,5 +1,5 @@
 // What a knock is and what a door asks of a packet: the vocabulary the config parser
-// produces and the knock engine consumes.
+// produces and the knock engine, the packet decoder and the knock client consume.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +9,9 @@ namespace kg {
 
 enum class Proto : uint8_t { tcp = 6, udp = 17 };
 
-inline const char* proto_name(Proto p) { return p == Proto::udp ? "udp" : "tcp"; }
+inline const char* proto_name(Proto p) {
+  return p == Proto::udp ? "udp" : "tcp";
+}
 
 struct Knock {
   Proto proto = Proto::tcp;
