@@ -99,6 +99,11 @@ class Engine {
     auto link = kg::policyd::KernelLink::open(io_, channel_fd_, std::chrono::seconds(10));
     if (!link) return fail("kernel writer: " + link.error().message);
     link_ = std::move(*link);
+    // Its own allow-list before it reads anything its user could have written (the
+    // database, the one-time files).
+    if (auto filtered = kg::seccomp::apply(kg::policyd::engine_seccomp_profile()); !filtered) {
+      return fail(filtered.error().message);
+    }
 
     warn_duplicate_doors(config_);
     PolicyCore::Options core_options;
@@ -121,7 +126,8 @@ class Engine {
       return fail("database " + config_.options.database + ": " + started.error().message);
     // Active grants back in the kernel, expired ones gone, our rules and routes as the
     // config says, foreign state untouched.
-    reconcile("start");
+    // The writer reads the config again too: it may have changed since the writer started.
+    reconcile("start", /*reload=*/true);
     link_->start([this](const std::string& why) { reconcile(why.c_str()); },
                  [this] {
                    kg::log::error("the kernel writer is gone; stopping");
@@ -161,9 +167,6 @@ class Engine {
     signals_.add(SIGINT);
     signals_.add(SIGHUP);
     wait_signal();
-    if (auto filtered = kg::seccomp::apply(kg::policyd::engine_seccomp_profile()); !filtered) {
-      return fail(filtered.error().message);
-    }
 
     kg::log::info("ready: database " + config_.options.database + ", " +
                   std::to_string(config_.doors.size()) + " door(s), " +
@@ -251,10 +254,17 @@ class Engine {
 
   kg::Result<std::string> reload_config() {
     knocklog_->write(kg::knocklog::rereading_config(args_.config_path));
-    kg::config::ParseResult parsed = kg::config::parse_file(args_.config_path);
+    // The writer reads the file (as root: SPA keys may be root's alone), checks it whole
+    // and adopts it; the engine parses the same bytes.
+    auto text = link_->read_config();
+    kg::config::ParseResult parsed;
+    if (text) parsed = kg::config::parse_text(*text, args_.config_path);
     std::string summary;
     std::string errors;
-    if (!parsed.config) {
+    if (!text) {
+      kg::log::error(text.error().message);
+      errors = text.error().message + "\n";
+    } else if (!parsed.config) {
       for (const auto& d : parsed.errors) {
         kg::log::error(d.str());
         errors += d.str() + "\n";
@@ -281,7 +291,7 @@ class Engine {
       core_->set_profiles(kg::policyd::grant_profiles(*parsed.config));
       config_ = std::move(*parsed.config);
       config_.options = kept;
-      reconcile("reload", /*reload=*/true);
+      reconcile("reload");
       summary = "config reloaded: " + std::to_string(config_.doors.size()) + " door(s), " +
                 std::to_string(config_.profiles.size()) + " profile(s), " +
                 std::to_string(grants_before - core_->active_grant_count()) +
@@ -499,6 +509,8 @@ class Engine {
 namespace kg::policyd {
 
 int run_engine(DaemonOptions args, int channel_fd) {
+  // A SIGHUP passed on by the writer before the loop's handlers exist is not fatal.
+  ::signal(SIGHUP, SIG_IGN);
   config::ParseResult parsed = config::parse_file(args.config_path);
   if (!parsed.config) {
     for (const auto& d : parsed.errors) log::error(d.str());

@@ -60,9 +60,16 @@ Result<Ok> KernelLink::send(const ipc::KernelMessage& m) {
     if (n >= 0) return Ok{};
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      pollfd p{channel_.native_handle(), POLLOUT, 0};
-      if (::poll(&p, 1, kCallTimeoutMs) > 0) continue;
-      return Error{"the kernel writer does not read its requests"};
+      // While the writer's side is full, keep reading ours: the writer may be waiting
+      // for room to send us a notice before it reads on.
+      pollfd p{channel_.native_handle(), POLLOUT | POLLIN, 0};
+      if (::poll(&p, 1, kCallTimeoutMs) <= 0) return Error{"the kernel writer does not read its requests"};
+      if ((p.revents & POLLIN) != 0) {
+        auto incoming = receive(-1);
+        if (!incoming) return incoming.error();
+        if (*incoming) defer(std::move(**incoming));
+      }
+      continue;
     }
     return Error{std::string("kernel writer: ") + std::strerror(errno)};
   }
@@ -109,13 +116,21 @@ Result<ipc::KernelReply> KernelLink::call(std::vector<ipc::KernelMessage> datagr
         reply != nullptr && reply->request_id == id) {
       return std::move(*reply);
     }
-    // Notices and command replies wait for the loop: the caller is in the middle of a
-    // grant change and must not be re-entered.
-    std::weak_ptr<int> alive = alive_;
-    asio::post(io_, [this, alive, msg = std::move(**m)]() mutable {
-      if (!alive.expired()) dispatch(std::move(msg));
-    });
+    if (auto* text = std::get_if<ipc::ConfigText>(&**m)) {
+      config_text_ += text->bytes;
+      continue;
+    }
+    defer(std::move(**m));
   }
+}
+
+void KernelLink::defer(ipc::KernelMessage m) {
+  // Notices and command replies wait for the loop: the caller is in the middle of a grant
+  // change and must not be re-entered.
+  std::weak_ptr<int> alive = alive_;
+  asio::post(io_, [this, alive, msg = std::move(m)]() mutable {
+    if (!alive.expired()) dispatch(std::move(msg));
+  });
 }
 
 template <typename Request>
@@ -154,6 +169,17 @@ Result<std::string> KernelLink::reconcile(const std::string& reason, bool reload
   auto reply = grant_call(std::move(request));
   if (!reply) return reply.error();
   return std::move(reply->text);
+}
+
+Result<std::string> KernelLink::read_config() {
+  config_text_.clear();
+  const uint32_t id = ++next_id_;
+  auto reply = call({ipc::ReadConfig{id}}, id);
+  std::string text = std::move(config_text_);
+  config_text_.clear();
+  if (!reply) return reply.error();
+  if (!reply->ok) return Error{reply->text};
+  return text;
 }
 
 CommandSubmitted KernelLink::submit(CommandJob job, bool /*limited: the writer's queue*/) {

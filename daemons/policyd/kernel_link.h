@@ -38,6 +38,9 @@ class KernelLink final : public GrantInstaller, public CommandExecutor {
   Result<std::string> reconcile(const std::string& reason, bool reload,
                                 std::vector<GrantInstall> grants);
 
+  // Has the writer read the config file again (as root) and adopt it; its bytes.
+  Result<std::string> read_config();
+
   CommandSubmitted submit(CommandJob job, bool limited) override;
   size_t running() const override { return running_.size(); }
 
@@ -53,6 +56,7 @@ class KernelLink final : public GrantInstaller, public CommandExecutor {
   // One datagram; nullopt when none within `timeout_ms` (-1: none waiting now).
   Result<std::optional<ipc::KernelMessage>> receive(int timeout_ms);
   void dispatch(ipc::KernelMessage m);
+  void defer(ipc::KernelMessage m);
   void read_notices();
   void drain();
   void lose(const std::string& why);
@@ -69,6 +73,7 @@ class KernelLink final : public GrantInstaller, public CommandExecutor {
   std::function<void(const std::string&)> reconcile_needed_;
   std::function<void()> lost_;
   bool broken_ = false;
+  std::string config_text_;  // ConfigText received for the ReadConfig in progress
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

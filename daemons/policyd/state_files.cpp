@@ -1,5 +1,6 @@
 #include "policyd/state_files.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include <string>
 
 #include "common/log.h"
+#include "common/unique_fd.h"
 
 namespace kg::policyd {
 namespace {
@@ -19,16 +21,21 @@ std::string directory_of(const std::string& path) {
   return path.substr(0, slash);
 }
 
-// Gives an existing regular file to the user; a missing one is fine (created later).
+// Gives an existing regular file to the user; a missing one is fine (created later). The
+// file is opened without following a link and must have one name only: the directory may
+// already be the user's, and a link planted there must not hand over another file.
 Result<Ok> give_file(const std::string& path, const Credentials& to) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
+  const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  if (!fd.valid()) {
     if (errno == ENOENT) return Ok{};
     return Error{path + ": " + std::strerror(errno)};
   }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return Error{path + ": " + std::strerror(errno)};
   if (!S_ISREG(st.st_mode)) return Error{path + ": not a regular file"};
   if (st.st_uid == to.uid) return Ok{};
-  if (::lchown(path.c_str(), to.uid, static_cast<gid_t>(-1)) != 0) {
+  if (st.st_nlink != 1) return Error{path + ": has other names (hard links); not handed over"};
+  if (::fchown(fd.get(), to.uid, static_cast<gid_t>(-1)) != 0) {
     return Error{"cannot give " + path + " to the engine's user: " + std::strerror(errno)};
   }
   return Ok{};
@@ -44,10 +51,11 @@ Result<Ok> prepare_database_dir(const std::string& dir, const Credentials& to) {
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0) {
     if (errno != ENOENT) return Error{"Database directory " + dir + ": " + std::strerror(errno)};
-    if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST) {
+    if (::mkdir(dir.c_str(), 0750) != 0) {
       return Error{"cannot create the Database directory " + dir + ": " + std::strerror(errno)};
     }
-    if (::chown(dir.c_str(), to.uid, to.gid) != 0) {
+    const UniqueFd made(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!made.valid() || ::fchown(made.get(), to.uid, to.gid) != 0) {
       return Error{"cannot give " + dir + " to the engine's user: " + std::strerror(errno)};
     }
     return Ok{};
@@ -74,6 +82,13 @@ Result<Credentials> engine_credentials(const config::Config& config) {
                  " (create it: adduser --system --group " + name + ")"};
   }
   if (creds->uid == 0) return Error{"PolicyUser " + name + " is root; the engine must not be"};
+  const config::Options& o = config.options;
+  for (const std::string* other : {&o.capture_user, &o.verdict_user, &o.web_user}) {
+    if (auto them = lookup_user(*other); them && them->uid == creds->uid) {
+      return Error{"PolicyUser " + name + " is also the user of another daemon (" + *other +
+                   "); the engine's database must be its own"};
+    }
+  }
   return creds;
 }
 

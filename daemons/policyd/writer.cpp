@@ -29,6 +29,8 @@
 #include "common/log.h"
 #include "common/privdrop.h"
 #include "common/seccomp.h"
+#include "config/file_io.h"
+#include "config/spa_door.h"
 #include "ipc/kernel_messages.h"
 #include "policyd/command_runner.h"
 #include "policyd/config_bridge.h"
@@ -103,6 +105,9 @@ class KernelWriter {
   ipc::KernelReply checked_change(uint32_t request_id, std::span<const ipc::GrantInstall> grants,
                                   Change change);
   Result<std::string> command_for(const ipc::RunCommand& m) const;
+  // Reads and adopts the config file (kept: the options that need a restart); the text.
+  Result<std::string> reload_config();
+  void read_config(uint32_t request_id);
   void remember_doors();
   void send(ipc::KernelMessage m);
   void drop_engine(const char* why);
@@ -281,6 +286,8 @@ void KernelWriter::handle(std::span<const uint8_t> datagram) {
     if (take_chunks(reconcile->request_id, reconcile->grants)) send(apply(std::move(*reconcile)));
   } else if (auto* command = std::get_if<ipc::RunCommand>(&m)) {
     run_command(*command);
+  } else if (auto* read = std::get_if<ipc::ReadConfig>(&m)) {
+    read_config(read->request_id);
   } else if (std::holds_alternative<ipc::EngineReady>(m)) {
     backoff_ = std::chrono::seconds(1);
     if (!ready_notified_) {
@@ -391,19 +398,44 @@ ipc::KernelReply KernelWriter::apply(const ipc::RemoveGrants& m) {
   return checked_change(m.request_id, m.grants, [&] { return kernel_->remove_grants(m.grants); });
 }
 
+Result<std::string> KernelWriter::reload_config() {
+  auto text = config::read_file(options_.config_path);
+  if (!text) return Error{options_.config_path + ": " + text.error().message};
+  config::ParseResult parsed = config::parse_text(*text, options_.config_path);
+  if (parsed.config && !parsed.config->spa_doors.empty()) {
+    config::load_spa_access_files(*parsed.config, options_.config_path, parsed.errors);
+  }
+  if (!parsed.config || !parsed.errors.empty()) {
+    std::string why = "config " + options_.config_path + " not reloaded";
+    for (const auto& d : parsed.errors) why += "\n" + d.str();
+    return Error{why};
+  }
+  const config::Options kept = config_.options;
+  config_ = std::move(*parsed.config);
+  config_.options = kept;  // Database, RuntimeDir, users...: at restart, as for the engine
+  remember_doors();
+  return std::move(*text);
+}
+
+void KernelWriter::read_config(uint32_t request_id) {
+  auto text = reload_config();
+  if (!text) {
+    send(ipc::KernelReply{request_id, false, 0, text.error().message});
+    return;
+  }
+  for (size_t at = 0; at < text->size(); at += ipc::kConfigTextChunk) {
+    send(ipc::ConfigText{text->substr(at, ipc::kConfigTextChunk)});
+  }
+  send(ipc::KernelReply{request_id, true, text->size(), {}});
+}
+
 ipc::KernelReply KernelWriter::apply(ipc::Reconcile m) {
   ipc::KernelReply reply{m.request_id, false, 0, {}};
   if (m.reload) {
-    config::ParseResult parsed = config::parse_file(options_.config_path);
-    if (!parsed.config) {
-      reply.text = "config " + options_.config_path + " not reloaded by the kernel writer";
-      for (const auto& d : parsed.errors) reply.text += "\n" + d.str();
+    if (auto reloaded = reload_config(); !reloaded) {
+      reply.text = reloaded.error().message;
       return reply;
     }
-    const config::Options kept = config_.options;
-    config_ = std::move(*parsed.config);
-    config_.options = kept;  // Database, RuntimeDir, users...: at restart, as for the engine
-    remember_doors();
   }
   // A grant of a profile the config no longer has cannot be installed: the engine
   // revokes those itself; left out here so the rest still reconciles.

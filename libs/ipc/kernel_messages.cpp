@@ -86,6 +86,11 @@ void encode_body(Writer& w, const CommandExited& m) {
 void encode_body(Writer& w, const ReconcileNeeded& m) {
   w.string(m.why);
 }
+void encode_body(Writer& w, const ReadConfig& m) { w.u32(m.request_id); }
+// The file's bytes as they are (bytes, not string: a config need not be UTF-8).
+void encode_body(Writer& w, const ConfigText& m) {
+  w.bytes({reinterpret_cast<const uint8_t*>(m.bytes.data()), m.bytes.size()});
+}
 
 KernelMessage decode_body(KernelMessageType type, Reader& r) {
   switch (type) {
@@ -143,6 +148,13 @@ KernelMessage decode_body(KernelMessageType type, Reader& r) {
     }
     case KernelMessageType::reconcile_needed:
       return ReconcileNeeded{r.string("why")};
+    case KernelMessageType::read_config:
+      return ReadConfig{r.u32("request_id")};
+    case KernelMessageType::config_text:
+    {
+      const std::vector<uint8_t> bytes = r.bytes("bytes");
+      return ConfigText{std::string(bytes.begin(), bytes.end())};
+    }
   }
   r.fail(WireError::bad_type, "type");
   return EngineReady{};
@@ -150,7 +162,7 @@ KernelMessage decode_body(KernelMessageType type, Reader& r) {
 
 bool known_type(uint8_t t) {
   return t >= static_cast<uint8_t>(KernelMessageType::writer_ready) &&
-         t <= static_cast<uint8_t>(KernelMessageType::reconcile_needed);
+         t <= static_cast<uint8_t>(KernelMessageType::config_text);
 }
 
 }  // namespace
@@ -158,7 +170,8 @@ bool known_type(uint8_t t) {
 const char* kernel_message_name(const KernelMessage& m) {
   static constexpr const char* kNames[] = {
       "WriterReady", "EngineReady", "GrantChunk",  "AddGrants",     "RemoveGrants",
-      "Reconcile",   "RunCommand",  "KernelReply", "CommandExited", "ReconcileNeeded"};
+      "Reconcile",   "RunCommand",  "KernelReply", "CommandExited", "ReconcileNeeded",
+      "ReadConfig",  "ConfigText"};
   return kNames[m.index()];
 }
 

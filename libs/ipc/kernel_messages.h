@@ -5,8 +5,9 @@
 //
 // Engine → writer: GrantChunk*, then AddGrants | RemoveGrants | Reconcile (a grant list
 // longer than one datagram travels in chunks ahead of its request); RunCommand;
-// EngineReady. Writer → engine: WriterReady (first), KernelReply (one per request, in
-// order), CommandExited and ReconcileNeeded (whenever they happen).
+// ReadConfig; EngineReady. Writer → engine: WriterReady (first), KernelReply (one per
+// request), ConfigText (before ReadConfig's reply), CommandExited and ReconcileNeeded
+// (whenever they happen).
 #pragma once
 
 #include <cstddef>
@@ -49,6 +50,8 @@ enum class KernelMessageType : uint8_t {
   reply = 8,
   command_exited = 9,
   reconcile_needed = 10,
+  read_config = 11,
+  config_text = 12,
 };
 
 struct WriterReady {
@@ -135,9 +138,27 @@ struct ReconcileNeeded {
   friend bool operator==(const ReconcileNeeded&, const ReconcileNeeded&) = default;
 };
 
+// The engine asks the writer to read the config file again (as root: SPA keys are
+// readable by root alone) and to adopt it; the writer answers with the file's bytes in
+// ConfigText datagrams, then the KernelReply (not ok: the diagnostics). Both processes
+// then hold what the same bytes say.
+struct ReadConfig {
+  static constexpr KernelMessageType type = KernelMessageType::read_config;
+  uint32_t request_id = 0;
+  friend bool operator==(const ReadConfig&, const ReadConfig&) = default;
+};
+
+// Up to kConfigTextChunk bytes of the config file, in order.
+struct ConfigText {
+  static constexpr KernelMessageType type = KernelMessageType::config_text;
+  std::string bytes;
+  friend bool operator==(const ConfigText&, const ConfigText&) = default;
+};
+inline constexpr size_t kConfigTextChunk = size_t{60} * 1024;
+
 using KernelMessage =
     std::variant<WriterReady, EngineReady, GrantChunk, AddGrants, RemoveGrants, Reconcile,
-                 RunCommand, KernelReply, CommandExited, ReconcileNeeded>;
+                 RunCommand, KernelReply, CommandExited, ReconcileNeeded, ReadConfig, ConfigText>;
 
 const char* kernel_message_name(const KernelMessage& m);
 

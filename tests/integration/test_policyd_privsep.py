@@ -169,6 +169,13 @@ class PrivsepTest(unittest.TestCase):
         self.assertEqual(int(writer["CapAmb"], 16), 0)
         self.assertEqual(writer["NoNewPrivs"].strip(), "1")
         self.assertEqual(writer["Seccomp"].strip(), "2")
+        # Nothing of the writer's crosses into the engine: no netlink socket at all.
+        with open("/proc/%d/net/netlink" % self.engine_pid()) as f:
+            netlink_inodes = {line.split()[-1] for line in f.readlines()[1:]}
+        fd_dir = "/proc/%d/fd" % self.engine_pid()
+        engine_sockets = {os.readlink(os.path.join(fd_dir, fd))[8:-1] for fd in os.listdir(fd_dir)
+                          if os.readlink(os.path.join(fd_dir, fd)).startswith("socket:[")}
+        self.assertFalse(engine_sockets & netlink_inodes, "netlink sockets in the engine")
         # The database belongs to the engine's user.
         self.assertEqual(os.stat(os.path.join(self.w, "knockgate.db")).st_uid, self.policy_uid)
 
@@ -237,6 +244,15 @@ class PrivsepTest(unittest.TestCase):
         # The channel goes on: the engine still gets its grants installed.
         self.ctl("grant", "203.0.113.8", "ssh-only")
         self.wait(lambda: "203.0.113.8" in self.set_elements(), 5, "a grant after the refusals")
+
+    def test_3b_reload_of_a_root_only_config(self):
+        # SPA keys make a config root's alone; the writer reads it for the engine.
+        os.chmod(self.conf, 0o600)
+        before = self.policyd.output().count("config reloaded")
+        os.kill(self.writer_pid(), signal.SIGHUP)
+        self.wait(lambda: self.policyd.output().count("config reloaded") > before, 10,
+                  "the reload")
+        self.assertEqual(self.engine_pid(), self.engine_pid())  # still the same, still alive
 
     def test_4_killed_engine_is_restarted_and_reconciles(self):
         self.ctl("grant", "203.0.113.9", "ssh-only")

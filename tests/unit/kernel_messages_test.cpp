@@ -35,6 +35,8 @@ TEST(KernelMessages, EveryMessageRoundTrips) {
       KernelReply{11, false, 3, "refused: why"},
       CommandExited{12, false, 0, 9},
       ReconcileNeeded{"link up"},
+      ReadConfig{13},
+      ConfigText{std::string("[options]\n\xe9 not UTF-8 \0 and a NUL", 33)},
   };
   for (const auto& m : all) EXPECT_EQ(round_trip(m), m) << kernel_message_name(m);
 }
