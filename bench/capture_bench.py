@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Capture benchmarks for issue #3, knockgate and knockd 0.8 measured in one run, in one
+"""Capture benchmarks: knockgate and knockd 0.8 measured in one run, in one
 namespace lab (tests/integration/kglab.py), as root:
 
   latency  last knock packet sent → the door's command started (it writes to a FIFO that

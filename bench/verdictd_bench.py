@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Every verdictd figure of issue #5 from one run of the whole appliance in one namespace lab
+"""Every verdictd goal figure from one run of the whole appliance in one namespace lab
 (tests/integration/kglab.py): policyd with its own ruleset, captured, verdictd. As root:
 
   sudo bench/verdictd_bench.py --build build/release [--seconds 4] [--rounds 3]

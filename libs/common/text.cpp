@@ -16,4 +16,12 @@ std::string to_lower(std::string_view s) {
   return out;
 }
 
+bool all_digits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
 }  // namespace kg

@@ -18,4 +18,7 @@ std::string_view trim(std::string_view s);
 // ASCII only: names and keywords, never locale-dependent.
 std::string to_lower(std::string_view s);
 
+// Not empty and nothing but ASCII '0'..'9' (no sign, no space).
+bool all_digits(std::string_view s);
+
 }  // namespace kg

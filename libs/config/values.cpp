@@ -5,19 +5,13 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/text.h"
+
 namespace kg::config {
 namespace {
 
 bool is_digit(char c) {
   return c >= '0' && c <= '9';
-}
-
-bool all_digits(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (!is_digit(c)) return false;
-  }
-  return true;
 }
 
 std::string quoted(std::string_view s) {

@@ -5,17 +5,11 @@
 #include <charconv>
 #include <vector>
 
+#include "common/text.h"
+
 namespace kg::spa {
 
 namespace {
-
-bool all_digits(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
 
 bool printable(std::string_view s) {
   for (char c : s) {

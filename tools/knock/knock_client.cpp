@@ -19,14 +19,6 @@
 namespace kg::knockclient {
 namespace {
 
-bool all_digits(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-  }
-  return true;
-}
-
 // Decimal 0..limit with no sign, blanks or junk; nullopt otherwise.
 std::optional<long> parse_decimal(std::string_view s, long limit) {
   if (!all_digits(s) || s.size() > 10) return std::nullopt;
