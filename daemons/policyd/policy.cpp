@@ -91,6 +91,7 @@ PolicyCore::PolicyCore(boost::asio::io_context& io, knocklog::Writer& log, Optio
       doors_(std::move(doors)),
       runner_(io, options_.max_running_commands, options_.max_queued_commands),
       timer_(io),
+      idle_checkpoint_(io),
       alive_(std::make_shared<int>(0)) {}
 
 PolicyCore::~PolicyCore() {
@@ -123,11 +124,23 @@ Result<std::unique_ptr<PolicyCore>> PolicyCore::open(boost::asio::io_context& io
     boost::asio::post(self->io_, [self] {
       self->sync_posted_ = false;
       self->sync_now();
+      self->checkpoint_when_idle();
       // The database takes writes again: grant ends still owed need not wait for back-off.
       self->grants_.database_writable();
     });
   });
   return core;
+}
+
+void PolicyCore::checkpoint_when_idle() {
+  if (!store_->checkpoint_due()) return;
+  // Every commit pushes it back: it runs in the first quiet moment.
+  idle_checkpoint_.expires_after(kIdleBeforeCheckpoint);
+  std::weak_ptr<int> alive = alive_;
+  idle_checkpoint_.async_wait([this, alive](const boost::system::error_code& ec) {
+    if (ec || alive.expired()) return;
+    if (auto done = store_->checkpoint(); !done) kg::log::error("database: " + done.error().message);
+  });
 }
 
 bool PolicyCore::sync_now() {

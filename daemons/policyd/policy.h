@@ -274,6 +274,10 @@ class PolicyCore {
   CommandRunner runner_;
   CommandExecutor* executor_ = &runner_;
   boost::asio::steady_timer timer_;
+  // The store's checkpoint, run once no commit came for kIdleBeforeCheckpoint.
+  boost::asio::steady_timer idle_checkpoint_;
+  static constexpr std::chrono::milliseconds kIdleBeforeCheckpoint{50};
+  void checkpoint_when_idle();
   std::map<int64_t, Scheduled> scheduled_;            // pending_stop id → schedule
   std::set<std::pair<SteadyTime, int64_t>> by_wake_;  // (wake, id), earliest first
   std::map<std::string, int64_t> stop_by_key_;        // door+source → pending_stop id

@@ -210,18 +210,20 @@ int SqliteStore::wal_hook(void* self, sqlite3* /*db*/, const char* /*name*/, int
   return SQLITE_OK;
 }
 
+Result<Ok> SqliteStore::checkpoint() {
+  // PASSIVE never waits for readers; with synchronous=NORMAL it syncs the WAL before
+  // copying and the database after, so everything committed is durable either way.
+  const int rc =
+      sqlite3_wal_checkpoint_v2(db_.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  if (rc != SQLITE_OK) return Error{"checkpoint: " + db_.last_error()};
+  unsynced_ = false;
+  wal_pages_ = 0;
+  return Ok{};
+}
+
 Result<Ok> SqliteStore::sync() {
   if (!unsynced_) return Ok{};
-  if (wal_pages_ >= kCheckpointPages) {
-    // PASSIVE never waits for readers; with synchronous=NORMAL it syncs the WAL before
-    // copying and the database after, so everything committed is durable either way.
-    const int rc = sqlite3_wal_checkpoint_v2(db_.handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
-                                             nullptr, nullptr);
-    if (rc != SQLITE_OK) return Error{"checkpoint: " + db_.last_error()};
-    unsynced_ = false;
-    wal_pages_ = 0;
-    return Ok{};
-  }
+  if (wal_pages_ >= kForceCheckpointPages) return checkpoint();
   const std::string wal = path_ + "-wal";
   struct stat by_path {};
   if (::stat(wal.c_str(), &by_path) != 0) {

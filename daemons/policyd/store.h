@@ -141,6 +141,10 @@ class Store {
   virtual bool needs_sync() const = 0;
   // Makes every commit so far durable across power loss. No-op when nothing is unsynced.
   virtual Result<Ok> sync() = 0;
+  // Housekeeping the backend would like done when the engine is idle (SQLite: a WAL
+  // checkpoint); checkpoint() does it. Backends without any keep the defaults.
+  virtual bool checkpoint_due() const { return false; }
+  virtual Result<Ok> checkpoint() { return Ok{}; }
   // Called after every commit: policyd posts a sync() to its loop.
   void on_commit(std::function<void()> listener) { commit_listener_ = std::move(listener); }
 
