@@ -191,7 +191,7 @@ TEST_F(PolicydTest, CreatesTheLatestSchemaInWalMode) {
 // Commits are synced by us, not by SQLite: the WAL hook marks them, sync() clears the
 // mark, and a grown WAL is checkpointed into the database (and so shrinks to nothing
 // new) instead of inside a commit.
-TEST_F(PolicydTest, SyncMakesCommitsDurableAndCheckpointsAGrownWal) {
+TEST_F(PolicydTest, SyncMakesCommitsDurableAndAGrownWalIsCheckpointedWhenAsked) {
   auto opened = SqliteStore::open(db_path_);
   ASSERT_TRUE(opened) << opened.error().message;
   SqliteStore& store = **opened;
@@ -213,8 +213,13 @@ TEST_F(PolicydTest, SyncMakesCommitsDurableAndCheckpointsAGrownWal) {
   const auto wal_size = std::filesystem::file_size(db_path_ + "-wal");
   EXPECT_GT(wal_size, static_cast<uintmax_t>(SqliteStore::kCheckpointPages) * 4096U);
   auto& db = store.connection();
+  // The checkpoint is due but waits for the engine's quiet moment: sync() only syncs.
+  EXPECT_TRUE(store.checkpoint_due());
   ASSERT_TRUE(store.sync());
   EXPECT_FALSE(store.needs_sync());
+  EXPECT_TRUE(store.checkpoint_due());
+  ASSERT_TRUE(store.checkpoint());
+  EXPECT_FALSE(store.checkpoint_due());
   // After the checkpoint the next commit starts the WAL over from its beginning.
   ASSERT_TRUE(store.append_audit(1, "test", "", "", "after"));
   auto frames = db.prepare("PRAGMA wal_checkpoint(PASSIVE)");
