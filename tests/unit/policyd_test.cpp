@@ -230,6 +230,19 @@ TEST_F(PolicydTest, SyncMakesCommitsDurableAndAGrownWalIsCheckpointedWhenAsked) 
             SqliteStore::kCheckpointPages + 52);
 }
 
+TEST_F(PolicydTest, AGrownWalIsCheckpointedOnceTheEngineIsQuiet) {
+  open_core({});
+  uint64_t id = 1;
+  while (!core_->store().checkpoint_due() && id < 20000) knock("nowhere", "192.0.2.9", id++);
+  ASSERT_TRUE(core_->store().checkpoint_due()) << id << " knocks";
+  // The sync after the commits runs at once; the checkpoint waits for a quiet moment.
+  run_for(20ms);
+  EXPECT_FALSE(core_->store().needs_sync());
+  EXPECT_TRUE(core_->store().checkpoint_due());
+  run_for(300ms);
+  EXPECT_FALSE(core_->store().checkpoint_due());
+}
+
 TEST_F(PolicydTest, MigratesAnOlderDatabaseKeepingItsRows) {
   {
     auto conn = kg::sql::Connection::open(db_path_);
