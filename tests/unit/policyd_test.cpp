@@ -235,8 +235,10 @@ TEST_F(PolicydTest, AGrownWalIsCheckpointedOnceTheEngineIsQuiet) {
   uint64_t id = 1;
   while (!core_->store().checkpoint_due() && id < 20000) knock("nowhere", "192.0.2.9", id++);
   ASSERT_TRUE(core_->store().checkpoint_due()) << id << " knocks";
-  // The sync after the commits runs at once; the checkpoint waits for a quiet moment.
-  run_for(20ms);
+  // The sync after the commits runs at once (the handlers ready now); the checkpoint
+  // waits for a quiet moment.
+  io_->restart();
+  io_->poll();
   EXPECT_FALSE(core_->store().needs_sync());
   EXPECT_TRUE(core_->store().checkpoint_due());
   run_for(300ms);
