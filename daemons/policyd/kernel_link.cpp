@@ -63,7 +63,8 @@ Result<Ok> KernelLink::send(const ipc::KernelMessage& m) {
       // While the writer's side is full, keep reading ours: the writer may be waiting
       // for room to send us a notice before it reads on.
       pollfd p{channel_.native_handle(), POLLOUT | POLLIN, 0};
-      if (::poll(&p, 1, kCallTimeoutMs) <= 0) return Error{"the kernel writer does not read its requests"};
+      if (::poll(&p, 1, kCallTimeoutMs) <= 0)
+        return Error{"the kernel writer does not read its requests"};
       if ((p.revents & POLLIN) != 0) {
         auto incoming = receive(-1);
         if (!incoming) return incoming.error();
@@ -77,7 +78,7 @@ Result<Ok> KernelLink::send(const ipc::KernelMessage& m) {
 
 Result<std::optional<ipc::KernelMessage>> KernelLink::receive(int timeout_ms) {
   if (broken_) return Error{"the kernel writer is gone"};
-  std::vector<uint8_t> buf(ipc::kKernelDatagramBytes + 1);
+  std::vector<uint8_t>& buf = receive_buf_;
   for (;;) {
     const ssize_t n = ::recv(channel_.native_handle(), buf.data(), buf.size(), MSG_DONTWAIT);
     if (n > 0) {

@@ -73,7 +73,9 @@ class KernelLink final : public GrantInstaller, public CommandExecutor {
   std::function<void(const std::string&)> reconcile_needed_;
   std::function<void()> lost_;
   bool broken_ = false;
-  std::string config_text_;  // ConfigText received for the ReadConfig in progress
+  std::string config_text_;
+  std::vector<uint8_t> receive_buf_ = std::vector<uint8_t>(
+      ipc::kKernelDatagramBytes + 1);  // ConfigText received for the ReadConfig in progress
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 

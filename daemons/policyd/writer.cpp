@@ -38,6 +38,7 @@
 #include "policyd/policy.h"
 #include "policyd/seccomp_profile.h"
 #include "policyd/state_files.h"
+#include "policyd/wall_clock.h"
 
 namespace kg::policyd {
 namespace {
@@ -100,7 +101,10 @@ class KernelWriter {
   ipc::KernelReply apply(const ipc::RemoveGrants& m);
   ipc::KernelReply apply(ipc::Reconcile m);
   void run_command(const ipc::RunCommand& m);
+  Result<Ok> check_grant(const ipc::GrantInstall& g, int64_t now_ns) const;
   Result<Ok> check_grants(std::span<const ipc::GrantInstall> grants) const;
+  // Derived from config_ whenever it changes (remember_doors): what check_grant needs.
+  std::map<std::string, std::chrono::seconds, std::less<>> max_lifetime_;
   template <typename Change>
   ipc::KernelReply checked_change(uint32_t request_id, std::span<const ipc::GrantInstall> grants,
                                   Change change);
@@ -136,6 +140,7 @@ class KernelWriter {
   std::vector<ipc::GrantInstall> chunks_;  // GrantChunks waiting for their request
   bool chunks_refused_ = false;
   std::string chunks_refusal_;
+  std::vector<uint8_t> receive_buf_ = std::vector<uint8_t>(ipc::kKernelDatagramBytes + 1);
   uint64_t generation_ = 0;                      // engines started so far
   std::vector<std::vector<DoorActions>> doors_;  // of the configs read, the newest last
   pid_t engine_ = -1;
@@ -241,7 +246,7 @@ void KernelWriter::read_channel() {
 }
 
 void KernelWriter::drain_channel() {
-  std::vector<uint8_t> buf(ipc::kKernelDatagramBytes + 1);
+  std::vector<uint8_t>& buf = receive_buf_;
   // A bounded batch per wake-up: signals, children and the netlink watch get their turn
   // however fast the engine sends.
   for (int handled = 0; handled < kDatagramsPerWakeup; ++handled) {
@@ -339,27 +344,26 @@ bool KernelWriter::take_chunks(uint32_t request_id, std::vector<ipc::GrantInstal
   return true;
 }
 
-Result<Ok> KernelWriter::check_grants(std::span<const ipc::GrantInstall> grants) const {
-  std::map<std::string, std::chrono::seconds, std::less<>> max_lifetime;
-  for (const auto& p : config_.profiles) max_lifetime.emplace(p.name, p.max_lifetime);
+Result<Ok> KernelWriter::check_grant(const ipc::GrantInstall& g, int64_t now_ns) const {
+  auto profile = max_lifetime_.find(g.profile);
+  if (profile == max_lifetime_.end()) {
+    return Error{"refused: grant " + std::to_string(g.id) + " names profile " +
+                 g.profile.substr(0, 64) + ", which the config does not define"};
+  }
+  if (g.expires_ns <= 0) return Error{"refused: grant " + std::to_string(g.id) + " has no expiry"};
   // No grant outlives its profile's maximum (a minute of slack for clocks and queues).
-  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             std::chrono::system_clock::now().time_since_epoch())
-                             .count();
+  const auto longest = std::chrono::nanoseconds(profile->second + std::chrono::minutes(1));
+  if (g.expires_ns - now_ns > longest.count()) {
+    return Error{"refused: grant " + std::to_string(g.id) + " expires beyond profile " + g.profile +
+                 "'s max_lifetime"};
+  }
+  return Ok{};
+}
+
+Result<Ok> KernelWriter::check_grants(std::span<const ipc::GrantInstall> grants) const {
+  const int64_t now_ns = wall_now_ns();
   for (const auto& g : grants) {
-    auto profile = max_lifetime.find(g.profile);
-    if (profile == max_lifetime.end()) {
-      return Error{"refused: grant " + std::to_string(g.id) + " names profile " +
-                   g.profile.substr(0, 64) + ", which the config does not define"};
-    }
-    if (g.expires_ns <= 0) {
-      return Error{"refused: grant " + std::to_string(g.id) + " has no expiry"};
-    }
-    const auto longest = std::chrono::nanoseconds(profile->second + std::chrono::minutes(1));
-    if (g.expires_ns - now_ns > longest.count()) {
-      return Error{"refused: grant " + std::to_string(g.id) + " expires beyond profile " +
-                   g.profile + "'s max_lifetime"};
-    }
+    if (auto checked = check_grant(g, now_ns); !checked) return checked;
   }
   return Ok{};
 }
@@ -439,9 +443,9 @@ ipc::KernelReply KernelWriter::apply(ipc::Reconcile m) {
   }
   // A grant of a profile the config no longer has cannot be installed: the engine
   // revokes those itself; left out here so the rest still reconciles.
-  const auto unknown = std::erase_if(m.grants, [&](const ipc::GrantInstall& g) {
-    return !check_grants(std::span<const ipc::GrantInstall>(&g, 1));
-  });
+  const int64_t now_ns = wall_now_ns();
+  const auto unknown =
+      std::erase_if(m.grants, [&](const ipc::GrantInstall& g) { return !check_grant(g, now_ns); });
   if (unknown != 0) {
     log::warn("reconcile: " + std::to_string(unknown) +
               " grant(s) left out (a profile the config does not define, or an expiry beyond "
@@ -476,6 +480,8 @@ Result<std::string> KernelWriter::command_for(const ipc::RunCommand& m) const {
 }
 
 void KernelWriter::remember_doors() {
+  max_lifetime_.clear();
+  for (const auto& p : config_.profiles) max_lifetime_.emplace(p.name, p.max_lifetime);
   doors_.push_back(door_actions(config_));
   if (doors_.size() > kRememberedConfigs) doors_.erase(doors_.begin());
 }

@@ -50,13 +50,19 @@ void encode_body(Writer& w, const WriterReady& m) {
 void encode_body(Writer& w, const GrantChunk& m) {
   encode_grants(w, m.grants);
 }
-void encode_body(Writer& w, const AddGrants& m) {
+// AddGrants and RemoveGrants: the request id, then the grants.
+template <typename Request>
+requires std::is_same_v<Request, AddGrants> || std::is_same_v<Request, RemoveGrants>
+void encode_body(Writer& w, const Request& m) {
   w.u32(m.request_id);
   encode_grants(w, m.grants);
 }
-void encode_body(Writer& w, const RemoveGrants& m) {
-  w.u32(m.request_id);
-  encode_grants(w, m.grants);
+template <typename Request>
+Request decode_grant_request(Reader& r) {
+  Request m;
+  m.request_id = r.u32("request_id");
+  m.grants = decode_grants(r);
+  return m;
 }
 void encode_body(Writer& w, const Reconcile& m) {
   w.u32(m.request_id);
@@ -86,7 +92,9 @@ void encode_body(Writer& w, const CommandExited& m) {
 void encode_body(Writer& w, const ReconcileNeeded& m) {
   w.string(m.why);
 }
-void encode_body(Writer& w, const ReadConfig& m) { w.u32(m.request_id); }
+void encode_body(Writer& w, const ReadConfig& m) {
+  w.u32(m.request_id);
+}
 // The file's bytes as they are (bytes, not string: a config need not be UTF-8).
 void encode_body(Writer& w, const ConfigText& m) {
   w.bytes({reinterpret_cast<const uint8_t*>(m.bytes.data()), m.bytes.size()});
@@ -100,18 +108,10 @@ KernelMessage decode_body(KernelMessageType type, Reader& r) {
       return EngineReady{};
     case KernelMessageType::grant_chunk:
       return GrantChunk{decode_grants(r)};
-    case KernelMessageType::add_grants: {
-      AddGrants m;
-      m.request_id = r.u32("request_id");
-      m.grants = decode_grants(r);
-      return m;
-    }
-    case KernelMessageType::remove_grants: {
-      RemoveGrants m;
-      m.request_id = r.u32("request_id");
-      m.grants = decode_grants(r);
-      return m;
-    }
+    case KernelMessageType::add_grants:
+      return decode_grant_request<AddGrants>(r);
+    case KernelMessageType::remove_grants:
+      return decode_grant_request<RemoveGrants>(r);
     case KernelMessageType::reconcile: {
       Reconcile m;
       m.request_id = r.u32("request_id");
@@ -150,8 +150,7 @@ KernelMessage decode_body(KernelMessageType type, Reader& r) {
       return ReconcileNeeded{r.string("why")};
     case KernelMessageType::read_config:
       return ReadConfig{r.u32("request_id")};
-    case KernelMessageType::config_text:
-    {
+    case KernelMessageType::config_text: {
       const std::vector<uint8_t> bytes = r.bytes("bytes");
       return ConfigText{std::string(bytes.begin(), bytes.end())};
     }
@@ -168,10 +167,10 @@ bool known_type(uint8_t t) {
 }  // namespace
 
 const char* kernel_message_name(const KernelMessage& m) {
-  static constexpr const char* kNames[] = {
-      "WriterReady", "EngineReady", "GrantChunk",  "AddGrants",     "RemoveGrants",
-      "Reconcile",   "RunCommand",  "KernelReply", "CommandExited", "ReconcileNeeded",
-      "ReadConfig",  "ConfigText"};
+  static constexpr const char* kNames[] = {"WriterReady",     "EngineReady",  "GrantChunk",
+                                           "AddGrants",       "RemoveGrants", "Reconcile",
+                                           "RunCommand",      "KernelReply",  "CommandExited",
+                                           "ReconcileNeeded", "ReadConfig",   "ConfigText"};
   return kNames[m.index()];
 }
 
